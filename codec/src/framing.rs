@@ -365,6 +365,7 @@ impl FrameDecoder {
     /// - `Ok(None)`: `src` holds no complete frame yet; call again when more bytes have arrived.
     /// - `Err(e)` with `!e.is_fatal()`: an oversized frame is being skipped; call again.
     /// - `Err(e)` with `e.is_fatal()`: the stream cannot be framed; every later call returns `e`.
+    #[inline]
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
             match self.state {

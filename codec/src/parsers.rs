@@ -22,7 +22,7 @@
 
 use crate::native::{CloseCode, MessageId, Status};
 use nom::error::{ErrorKind, ParseError};
-use nom::number::{complete, streaming};
+use nom::number::streaming;
 use nom::{Err, IResult, Needed, Parser};
 
 /// Why a parser in this module failed. Field names and offsets are added by the caller, which knows
@@ -252,14 +252,23 @@ pub fn header_offset(n: usize) -> impl Fn(&[u8]) -> PResult<'_, ()> {
 /// The packet kind byte.
 #[inline]
 pub fn kind(input: &[u8]) -> PResult<'_, u8> {
-    complete::u8(input)
+    byte(input)
+}
+
+/// Takes `N` bytes of a complete input as an array.
+#[inline(always)]
+fn array<const N: usize>(input: &[u8]) -> PResult<'_, [u8; N]> {
+    match input.split_first_chunk::<N>() {
+        Some((head, rest)) => Ok((rest, *head)),
+        None => fail(Fault::Short { needed: N }),
+    }
 }
 
 /// A message id: 4 bytes, big endian, not zero.
 #[inline]
 pub fn message_id(input: &[u8]) -> PResult<'_, MessageId> {
-    let (rest, raw) = complete::be_u32::<&[u8], ()>(input).map_err(|_| Err::Error(Fault::Short { needed: 4 }))?;
-    match MessageId::new(raw) {
+    let (rest, raw) = array::<4>(input)?;
+    match MessageId::new(u32::from_be_bytes(raw)) {
         Some(id) => Ok((rest, id)),
         None => fail(Fault::ZeroId),
     }
@@ -268,19 +277,19 @@ pub fn message_id(input: &[u8]) -> PResult<'_, MessageId> {
 /// A big-endian u16 (heartbeat seconds).
 #[inline]
 pub fn be_u16(input: &[u8]) -> PResult<'_, u16> {
-    complete::be_u16::<&[u8], ()>(input).map_err(|_| Err::Error(Fault::Short { needed: 2 }))
+    array::<2>(input).map(|(rest, b)| (rest, u16::from_be_bytes(b)))
 }
 
 /// A big-endian u32 (max frame length).
 #[inline]
 pub fn be_u32(input: &[u8]) -> PResult<'_, u32> {
-    complete::be_u32::<&[u8], ()>(input).map_err(|_| Err::Error(Fault::Short { needed: 4 }))
+    array::<4>(input).map(|(rest, b)| (rest, u32::from_be_bytes(b)))
 }
 
 /// One byte.
 #[inline]
 pub fn byte(input: &[u8]) -> PResult<'_, u8> {
-    complete::u8::<&[u8], ()>(input).map_err(|_| Err::Error(Fault::Short { needed: 1 }))
+    array::<1>(input).map(|(rest, [b])| (rest, b))
 }
 
 /// A length byte (1 to 255) followed by that many bytes. Returns the bytes.
@@ -302,6 +311,11 @@ pub fn short_bytes(input: &[u8]) -> PResult<'_, &[u8]> {
 /// Checks that bytes are UTF-8.
 #[inline]
 pub fn utf8(bytes: &[u8]) -> Result<&str, Fault> {
+    // Routes and topics are short and nearly always ASCII: check that first, inline.
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes).map_err(|e| Fault::Utf8 {
         valid_up_to: e.valid_up_to(),
     })

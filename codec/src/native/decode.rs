@@ -27,7 +27,7 @@ impl<'a> Cursor<'a> {
         self.frame.len() - self.rest.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn step<T>(
         &mut self,
         field: Field,
@@ -105,6 +105,7 @@ impl<'a> Cursor<'a> {
 ///
 /// Zero-copy: text and bodies in the packet are slices of `frame`, and the common packets (request,
 /// notify, push) hold a single reference to it.
+#[inline]
 pub fn decode_packet(mut frame: Bytes) -> Result<Packet, PacketError> {
     let mut c = Cursor::new(&frame);
     let Some(&k) = frame.first() else {

@@ -172,13 +172,14 @@ pub struct Response {
 }
 
 /// A text field and a body, held as one slice of the decoded frame (so decoding takes one
-/// reference count, not two) or as two separate buffers when built by hand.
+/// reference count, not two, and the packet stays small) or as two separate buffers when built by
+/// hand (boxed, so that the rare case does not make every packet larger).
 #[derive(Clone)]
 pub(crate) enum Parts {
     /// `buf` is the text immediately followed by the body.
     Joined { buf: Bytes, text_len: u8 },
-    /// Built from parts.
-    Split { text: Bytes, body: Bytes },
+    /// Built from parts: (text, body).
+    Split(Box<(Bytes, Bytes)>),
 }
 
 impl Parts {
@@ -186,7 +187,7 @@ impl Parts {
     fn text(&self) -> &[u8] {
         match self {
             Parts::Joined { buf, text_len } => &buf[..*text_len as usize],
-            Parts::Split { text, .. } => text,
+            Parts::Split(split) => &split.0,
         }
     }
 
@@ -194,21 +195,21 @@ impl Parts {
     fn body(&self) -> &[u8] {
         match self {
             Parts::Joined { buf, text_len } => &buf[*text_len as usize..],
-            Parts::Split { body, .. } => body,
+            Parts::Split(split) => &split.1,
         }
     }
 
     fn text_bytes(&self) -> Bytes {
         match self {
             Parts::Joined { buf, text_len } => buf.slice(..*text_len as usize),
-            Parts::Split { text, .. } => text.clone(),
+            Parts::Split(split) => split.0.clone(),
         }
     }
 
     fn body_bytes(&self) -> Bytes {
         match self {
             Parts::Joined { buf, text_len } => buf.slice(*text_len as usize..),
-            Parts::Split { body, .. } => body.clone(),
+            Parts::Split(split) => split.1.clone(),
         }
     }
 
@@ -218,7 +219,7 @@ impl Parts {
                 bytes::Buf::advance(&mut buf, text_len as usize);
                 buf
             }
-            Parts::Split { body, .. } => body,
+            Parts::Split(split) => split.1,
         }
     }
 }
@@ -239,7 +240,7 @@ macro_rules! routed {
                 $name {
                     $($field,)*
                     slash: route.slash() as u8,
-                    parts: Parts::Split { text: route.as_bytes().clone(), body: body.into() },
+                    parts: Parts::Split(Box::new((route.as_bytes().clone(), body.into()))),
                 }
             }
 
@@ -334,10 +335,7 @@ impl Push {
     /// Builds one from a topic and a body.
     pub fn new(topic: Topic, body: impl Into<Bytes>) -> Self {
         Push {
-            parts: Parts::Split {
-                text: topic.as_bytes().clone(),
-                body: body.into(),
-            },
+            parts: Parts::Split(Box::new((topic.as_bytes().clone(), body.into()))),
         }
     }
 
