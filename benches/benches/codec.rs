@@ -19,7 +19,11 @@ const BODIES: [usize; 3] = [16, 256, 16 * 1024];
 
 fn request(i: usize, body: usize) -> Packet {
     let id = MessageId::new(i as u32 + 1).unwrap();
-    Packet::Request(Request::new(id, Route::from_static("chat/send"), vec![b'x'; body]))
+    Packet::Request(Request::new(
+        id,
+        Route::from_static("chat/send"),
+        vec![b'x'; body],
+    ))
 }
 
 fn native_codec() -> NativeCodec {
@@ -27,7 +31,9 @@ fn native_codec() -> NativeCodec {
 }
 
 fn ldc() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(1 << 20).new_codec()
+    LengthDelimitedCodec::builder()
+        .max_frame_length(1 << 20)
+        .new_codec()
 }
 
 /// The native wire bytes of FRAMES requests, and the same frames' payloads for LDC.
@@ -42,7 +48,9 @@ fn inputs(body: usize) -> (BytesMut, BytesMut, Vec<Packet>, Vec<Bytes>) {
         let mut one = BytesMut::new();
         codec.encode(&p, &mut one).unwrap();
         native.extend_from_slice(&one);
-        let payload = Bytes::copy_from_slice(&one[gatekit_codec::parsers::varint_len(one.len() as u32).unwrap()..]);
+        let payload = Bytes::copy_from_slice(
+            &one[gatekit_codec::parsers::varint_len(one.len() as u32).unwrap()..],
+        );
         let payload = payload.slice(one.len() - payload.len()..);
         ldc_wire.put_u32(payload.len() as u32);
         ldc_wire.extend_from_slice(&payload);
@@ -128,7 +136,9 @@ fn dribble(c: &mut Criterion) {
     let mut native = BytesMut::new();
     native_codec().encode(&packet, &mut native).unwrap();
     let mut ldc_wire = BytesMut::new();
-    ldc().encode(Bytes::from(vec![b'x'; native.len()]), &mut ldc_wire).unwrap();
+    ldc()
+        .encode(Bytes::from(vec![b'x'; native.len()]), &mut ldc_wire)
+        .unwrap();
     let mut g = c.benchmark_group("dribble/64KiB");
     g.throughput(Throughput::Bytes(native.len() as u64));
     g.bench_function("tokio_ldc", |b| {

@@ -40,14 +40,21 @@ fn encode(msg: &Message, dst: &mut BytesMut) {
 }
 
 fn parse(mut frame: Bytes) -> Option<Message> {
-    let (_, kind) = nom::number::complete::le_u16::<_, nom::error::Error<&[u8]>>(&frame[..]).ok()?;
+    let (_, kind) =
+        nom::number::complete::le_u16::<_, nom::error::Error<&[u8]>>(&frame[..]).ok()?;
     bytes::Buf::advance(&mut frame, 2);
     Some(Message { kind, body: frame })
 }
 
 fn main() {
     let mut wire = BytesMut::new();
-    encode(&Message { kind: 1, body: Bytes::from_static(b"hello") }, &mut wire);
+    encode(
+        &Message {
+            kind: 1,
+            body: Bytes::from_static(b"hello"),
+        },
+        &mut wire,
+    );
     assert_eq!(&wire[..4], b"\x09\x00\x01\x00");
     // An oversized frame (claims 60,000 bytes) followed by a good one.
     wire.extend_from_slice(&60_000u16.to_le_bytes());

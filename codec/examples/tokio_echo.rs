@@ -18,7 +18,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(item) = framed.next().await {
             match item? {
                 Ok(Packet::Request(r)) => {
-                    let reply = Response { id: r.id(), status: Status::Ok, body: r.into_body() };
+                    let reply = Response {
+                        id: r.id(),
+                        status: Status::Ok,
+                        body: r.into_body(),
+                    };
                     framed.send(Packet::Response(reply)).await?;
                 }
                 Ok(other) => println!("server got {other:?}"),
@@ -32,9 +36,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 1..=3u32 {
         let id = MessageId::new(i).expect("nonzero");
         let body = format!("ping {i}");
-        client.send(Packet::Request(Request::new(id, Route::from_static("echo/say"), body))).await?;
+        client
+            .send(Packet::Request(Request::new(
+                id,
+                Route::from_static("echo/say"),
+                body,
+            )))
+            .await?;
         if let Some(Ok(Ok(Packet::Response(r)))) = client.next().await {
-            println!("response {} {}: {}", r.id, r.status, String::from_utf8_lossy(&r.body));
+            println!(
+                "response {} {}: {}",
+                r.id,
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
         }
     }
     drop(client);

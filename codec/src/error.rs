@@ -150,7 +150,9 @@ pub enum PacketError {
         kind: u8,
     },
     /// The frame ends inside a fixed-size or length-prefixed field.
-    #[error("{field} at offset {offset} is truncated: needs {needed} bytes, frame has {available} left")]
+    #[error(
+        "{field} at offset {offset} is truncated: needs {needed} bytes, frame has {available} left"
+    )]
     Truncated {
         /// The field that was cut off.
         field: Field,

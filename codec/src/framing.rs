@@ -509,7 +509,10 @@ mod tests {
             .unwrap();
         let mut d = f.decoder();
         let mut src = buf(b"\x07\x08\x00hello");
-        assert_eq!(d.decode(&mut src).unwrap().unwrap(), &b"\x07\x08\x00hello"[..]);
+        assert_eq!(
+            d.decode(&mut src).unwrap().unwrap(),
+            &b"\x07\x08\x00hello"[..]
+        );
         let mut out = BytesMut::new();
         f.encode(b"\x07", b"hello", &mut out).unwrap();
         assert_eq!(&out[..], b"\x07\x08\x00hello");
@@ -583,7 +586,10 @@ mod tests {
         );
         assert_eq!(
             f.encode(&[], &[0; 1001], &mut out),
-            Err(EncodeError::FrameTooLarge { len: 1001, max: 1000 })
+            Err(EncodeError::FrameTooLarge {
+                len: 1001,
+                max: 1000
+            })
         );
         assert!(out.is_empty());
     }

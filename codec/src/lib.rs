@@ -40,17 +40,24 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impl;
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 pub mod framing;
 pub mod native;
 pub mod parsers;
 #[cfg(feature = "tokio")]
 pub mod tokio_codec;
-#[cfg(feature = "arbitrary")]
-mod arbitrary_impl;
 
 pub use error::{ConfigError, DecodeError, EncodeError, Field, FrameError, PacketError};
-pub use framing::{FrameDecoder, Framing, FramingBuilder, Oversize, DEFAULT_MAX_FRAME_LENGTH, MAX_FRAME_LENGTH_CAP};
+pub use framing::{
+    FrameDecoder, Framing, FramingBuilder, Oversize, DEFAULT_MAX_FRAME_LENGTH, MAX_FRAME_LENGTH_CAP,
+};
 pub use native::{
     Close, CloseCode, Handshake, MessageId, NativeCodec, Notify, Packet, Push, Request, Response,
     Route, Status, Text, Topic, Welcome,

@@ -225,11 +225,15 @@ pub fn length_field(field: LengthField) -> impl Fn(&[u8]) -> PResult<'_, (u64, u
         let (rest, value) = match field {
             LengthField::Varint => varint(input).map(|(r, v)| (r, u64::from(v)))?,
             LengthField::U8 => streaming::u8(input).map(|(r, v)| (r, u64::from(v)))?,
-            LengthField::U16(Endian::Big) => streaming::be_u16(input).map(|(r, v)| (r, u64::from(v)))?,
+            LengthField::U16(Endian::Big) => {
+                streaming::be_u16(input).map(|(r, v)| (r, u64::from(v)))?
+            }
             LengthField::U16(Endian::Little) => {
                 streaming::le_u16(input).map(|(r, v)| (r, u64::from(v)))?
             }
-            LengthField::U32(Endian::Big) => streaming::be_u32(input).map(|(r, v)| (r, u64::from(v)))?,
+            LengthField::U32(Endian::Big) => {
+                streaming::be_u32(input).map(|(r, v)| (r, u64::from(v)))?
+            }
             LengthField::U32(Endian::Little) => {
                 streaming::le_u32(input).map(|(r, v)| (r, u64::from(v)))?
             }
@@ -327,7 +331,9 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, Fault> {
 pub fn route_shape(text: &str) -> Result<usize, Fault> {
     let bytes = text.as_bytes();
     match bytes.iter().position(|&b| b == b'/') {
-        Some(slash) if slash > 0 && slash + 1 < bytes.len() && !bytes[slash + 1..].contains(&b'/') => {
+        Some(slash)
+            if slash > 0 && slash + 1 < bytes.len() && !bytes[slash + 1..].contains(&b'/') =>
+        {
             Ok(slash)
         }
         _ => Err(Fault::NotRoute),
@@ -427,14 +433,20 @@ mod tests {
         assert_eq!(varint(&[0x00]), Ok((&[][..], 0)));
         assert_eq!(varint(&[0x7f, 9]), Ok((&[9][..], 127)));
         assert_eq!(varint(&[0x80, 0x01]), Ok((&[][..], 128)));
-        assert_eq!(varint(&[0xff, 0xff, 0xff, 0x7f]), Ok((&[][..], (1 << 28) - 1)));
+        assert_eq!(
+            varint(&[0xff, 0xff, 0xff, 0x7f]),
+            Ok((&[][..], (1 << 28) - 1))
+        );
     }
 
     #[test]
     fn varint_incomplete_is_not_an_error() {
         assert!(matches!(varint(&[]), Err(Err::Incomplete(_))));
         assert!(matches!(varint(&[0x80]), Err(Err::Incomplete(_))));
-        assert!(matches!(varint(&[0x80, 0x80, 0x80]), Err(Err::Incomplete(_))));
+        assert!(matches!(
+            varint(&[0x80, 0x80, 0x80]),
+            Err(Err::Incomplete(_))
+        ));
     }
 
     #[test]
@@ -451,7 +463,17 @@ mod tests {
 
     #[test]
     fn varint_len_matches_put_varint() {
-        for v in [0u32, 1, 127, 128, 16383, 16384, (1 << 21) - 1, 1 << 21, (1 << 28) - 1] {
+        for v in [
+            0u32,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            (1 << 21) - 1,
+            1 << 21,
+            (1 << 28) - 1,
+        ] {
             let mut b = bytes::BytesMut::new();
             put_varint(&mut b, v);
             assert_eq!(Some(b.len()), varint_len(v));
@@ -477,13 +499,22 @@ mod tests {
         }
         assert_eq!(route(b"\x03a/b!"), Ok((&b"!"[..], ("a/b", 1))));
         assert_eq!(route(b"\x00"), Err(Err::Error(Fault::Empty)));
-        assert_eq!(route(b"\x05a/b"), Err(Err::Error(Fault::Short { needed: 6 })));
-        assert_eq!(route(b"\x03a/\xff"), Err(Err::Error(Fault::Utf8 { valid_up_to: 2 })));
+        assert_eq!(
+            route(b"\x05a/b"),
+            Err(Err::Error(Fault::Short { needed: 6 }))
+        );
+        assert_eq!(
+            route(b"\x03a/\xff"),
+            Err(Err::Error(Fault::Utf8 { valid_up_to: 2 }))
+        );
     }
 
     #[test]
     fn message_id_nonzero() {
         assert_eq!(message_id(&[0, 0, 0, 0]), Err(Err::Error(Fault::ZeroId)));
-        assert_eq!(message_id(&[0, 0]), Err(Err::Error(Fault::Short { needed: 4 })));
+        assert_eq!(
+            message_id(&[0, 0]),
+            Err(Err::Error(Fault::Short { needed: 4 }))
+        );
     }
 }

@@ -81,7 +81,9 @@ impl FrameCodec {
     }
 }
 
-fn split_frame(result: Result<Option<Bytes>, FrameError>) -> Result<Option<Result<Bytes, FrameError>>, CodecError> {
+fn split_frame(
+    result: Result<Option<Bytes>, FrameError>,
+) -> Result<Option<Result<Bytes, FrameError>>, CodecError> {
     match result {
         Ok(Some(f)) => Ok(Some(Ok(f))),
         Ok(None) => Ok(None),

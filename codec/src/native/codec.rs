@@ -34,7 +34,8 @@ pub struct NativeCodec {
 impl Default for NativeCodec {
     /// 65,535-byte frames, oversized frames fatal.
     fn default() -> Self {
-        NativeCodec::new(DEFAULT_MAX_FRAME_LENGTH, Oversize::Fail).expect("default limits are valid")
+        NativeCodec::new(DEFAULT_MAX_FRAME_LENGTH, Oversize::Fail)
+            .expect("default limits are valid")
     }
 }
 

@@ -119,7 +119,9 @@ pub fn decode_packet(mut frame: Bytes) -> Result<Packet, PacketError> {
             let (route, slash) = c.step(Field::Route, parsers::route)?;
             let route_len = route.len();
             frame.advance(at + 1);
-            Ok(Packet::Request(Request::from_frame(id, frame, route_len, slash)))
+            Ok(Packet::Request(Request::from_frame(
+                id, frame, route_len, slash,
+            )))
         }
         kind::NOTIFY => {
             let at = c.pos();

@@ -14,7 +14,6 @@ pub use decode::decode_packet;
 pub use encode::{encode_packet, frame_len};
 pub use packet::{
     kind, kind_name, Close, CloseCode, Handshake, MessageId, Notify, Packet, Push, Request,
-    Response, Status, Welcome, MAX_REASON_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN,
-    PROTOCOL_VERSION,
+    Response, Status, Welcome, MAX_REASON_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN, PROTOCOL_VERSION,
 };
 pub use text::{Route, Text, TextError, Topic, MAX_ROUTE_LEN};

@@ -267,11 +267,20 @@ mod tests {
     fn route_parts() {
         let r = Route::from_static("chat@2/send");
         assert_eq!((r.module(), r.func()), ("chat@2", "send"));
-        assert!(matches!(Route::try_from("nochat"), Err(TextError::NotRoute(_))));
+        assert!(matches!(
+            Route::try_from("nochat"),
+            Err(TextError::NotRoute(_))
+        ));
         assert_eq!(Route::try_from(""), Err(TextError::Empty(Field::Route)));
         let long = format!("m/{}", "f".repeat(254));
-        assert!(matches!(Route::try_from(long.as_str()), Err(TextError::TooLong { len: 256, .. })));
-        assert_eq!(Route::new(&b"a/\xff"[..]), Err(TextError::Utf8(Field::Route)));
+        assert!(matches!(
+            Route::try_from(long.as_str()),
+            Err(TextError::TooLong { len: 256, .. })
+        ));
+        assert_eq!(
+            Route::new(&b"a/\xff"[..]),
+            Err(TextError::Utf8(Field::Route))
+        );
     }
 
     #[test]
