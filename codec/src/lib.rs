@@ -60,6 +60,6 @@ pub use framing::{
 };
 pub use native::{
     Close, CloseCode, Handshake, MessageId, NativeCodec, Notify, Packet, Push, Request, Response,
-    Route, Status, Text, Topic, Welcome,
+    Route, Status, Text, Topic, Welcome, PROTOCOL_VERSION,
 };
 pub use parsers::{Endian, LengthField};

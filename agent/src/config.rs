@@ -1,0 +1,48 @@
+//! Agent and gate options, with mqant's defaults where mqant has one.
+
+use gatekit_codec::DEFAULT_MAX_FRAME_LENGTH;
+use std::time::Duration;
+
+/// Options for every connection of a gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Time allowed from accept to a complete handshake (mqant's `OverTime`). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Interval offered to clients for pings (a client may ask for less). Default 30 s.
+    pub ping_interval: Duration,
+    /// A connection with no packet received for this long is closed. Default 90 s.
+    pub idle_timeout: Duration,
+    /// Storage heartbeat interval for sessions bound to a user id (mqant's `Heartbeat`). Default 60 s.
+    pub heartbeat: Duration,
+    /// Back-end call timeout (mqant's `RPCExpired`). Default 10 s.
+    pub backend_timeout: Duration,
+    /// Back-end calls in flight per connection. 1 (the default) keeps a connection's messages in
+    /// order; more lets responses come back out of order, matched by id.
+    pub max_in_flight: usize,
+    /// Bytes queued for a client that has not read them before it is closed as a slow consumer.
+    /// Default 256 KiB.
+    pub max_write_queue: usize,
+    /// Largest frame accepted and sent (mqant's `MaxPackSize`). Default 65,535.
+    pub max_frame_length: usize,
+    /// Time given to a closing connection to flush its CLOSE packet. Default 2 s.
+    pub close_linger: Duration,
+    /// The gate's server id, put in every session.
+    pub server_id: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            heartbeat: Duration::from_secs(60),
+            backend_timeout: Duration::from_secs(10),
+            max_in_flight: 1,
+            max_write_queue: 256 * 1024,
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            close_linger: Duration::from_secs(2),
+            server_id: "gate-1".to_owned(),
+        }
+    }
+}

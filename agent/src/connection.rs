@@ -1,0 +1,859 @@
+//! The life of one connection as a deterministic, I/O-free state machine.
+//!
+//! Fed with received bytes, back-end results, gate commands and the current time, it yields what to
+//! do: bytes to write ([`Connection::poll_transmit`]), actions ([`Connection::poll_action`]: connect
+//! and disconnect notifications, back-end calls, storage heartbeats) and when it next needs the clock
+//! ([`Connection::poll_timeout`]). It never reads the clock and never touches a socket, so a test or
+//! the harness can run it on a virtual clock, and the tokio driver only moves bytes and timers.
+//!
+//! Guarantees, each kept by this type alone (not by its driver remembering a call):
+//!
+//! - `Connect` is yielded once, after a successful handshake; `Disconnect` once, after it, if and only
+//!   if `Connect` was yielded — on every path (client close, EOF, reset, timeouts, protocol errors,
+//!   kicks, slow consumers, shutdown).
+//! - Counters of packets received and sent are exact.
+//! - At most `max_in_flight` back-end calls are in flight; while that many are, no more packets are
+//!   decoded and [`Connection::wants_read`] is false, so the driver stops reading (TCP back-pressure)
+//!   instead of dropping messages.
+//! - Bytes buffered are bounded: input by the maximum frame plus one read, output by
+//!   `max_write_queue` (a client that does not read is closed as a slow consumer).
+//! - A storage heartbeat for a bound session happens at most once per `heartbeat` interval, and at
+//!   least once per interval in which the client sent anything.
+
+use crate::config::AgentConfig;
+use crate::session::Session;
+use bytes::{Bytes, BytesMut};
+use gatekit_codec::{
+    Close, CloseCode, DecodeError, FrameError, MessageId, NativeCodec, Oversize, Packet, Push,
+    Response, Route, Status, Text, Topic, Welcome, PROTOCOL_VERSION,
+};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a connection ended. Carried by [`Action::Disconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CloseReason {
+    /// The client sent CLOSE.
+    ClientClosed,
+    /// The stream ended without a CLOSE.
+    Eof,
+    /// The transport failed (connection reset, broken pipe...).
+    Reset,
+    /// No packet for longer than the idle timeout.
+    IdleTimeout,
+    /// No handshake in time (no session, so no Disconnect).
+    HandshakeTimeout,
+    /// The handshake was refused (no session, so no Disconnect).
+    Refused,
+    /// The client broke the protocol.
+    ProtocolError,
+    /// Closed on purpose by the server.
+    Kicked,
+    /// The client did not read its output.
+    SlowConsumer,
+    /// The gate shut down.
+    Shutdown,
+    /// The agent failed internally (a panic in the driver or a custom agent).
+    Internal,
+}
+
+impl CloseReason {
+    /// Every reason.
+    pub const ALL: [CloseReason; 11] = [
+        CloseReason::ClientClosed,
+        CloseReason::Eof,
+        CloseReason::Reset,
+        CloseReason::IdleTimeout,
+        CloseReason::HandshakeTimeout,
+        CloseReason::Refused,
+        CloseReason::ProtocolError,
+        CloseReason::Kicked,
+        CloseReason::SlowConsumer,
+        CloseReason::Shutdown,
+        CloseReason::Internal,
+    ];
+
+    /// A short snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::Eof => "eof",
+            CloseReason::Reset => "reset",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::Refused => "refused",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Kicked => "kicked",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Identifies a back-end call issued by [`Action::Call`]; hand it back with the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// A back-end call the driver must make.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Give this back to [`Connection::handle_call_result`].
+    pub id: CallId,
+    /// The session, as of the call.
+    pub session: Arc<Session>,
+    /// `module/func`.
+    pub route: Route,
+    /// The request body (zero-copy from the received bytes).
+    pub body: Bytes,
+    /// Whether the client waits for an answer (request) or not (notify).
+    pub expects_reply: bool,
+}
+
+/// How a back-end call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallResult {
+    /// The back end answered.
+    Ok(Bytes),
+    /// No back end for the module, or no such function.
+    NotFound,
+    /// The back end refused the request; the bytes say why.
+    Failed(Bytes),
+    /// The back end is overloaded.
+    Busy,
+    /// The back end panicked or crashed.
+    Panicked,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Tell the learner the session is connected (once, after the handshake).
+    Connect(Arc<Session>),
+    /// Call a back end and report with [`Connection::handle_call_result`].
+    Call(Call),
+    /// Call the session store's heartbeat for this (bound) session.
+    StorageHeartbeat(Arc<Session>),
+    /// Tell the learner the session is gone (once, iff `Connect` was yielded, always after it).
+    Disconnect(Arc<Session>, CloseReason),
+}
+
+/// Exact packet counters, shared with handles on other tasks (atomics, single writer).
+#[derive(Debug, Default)]
+pub struct Counters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Counters {
+    /// Packets received from the client.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+    /// Packets sent to the client.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+    /// Whether the connection is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The connection is not open (handshaking, closing or closed).
+    #[error("connection is not open")]
+    NotOpen,
+    /// The packet breaks a codec limit.
+    #[error("packet refused by the encoder: {0}")]
+    Encode(#[from] gatekit_codec::EncodeError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake {
+        deadline: Instant,
+    },
+    Open,
+    Closing {
+        reason: CloseReason,
+        deadline: Instant,
+    },
+    Closed,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    call: CallId,
+    reply_to: Option<MessageId>,
+    deadline: Instant,
+}
+
+/// Who the connection is with, given by the driver (the state machine creates nothing random).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The session id to use if the handshake succeeds.
+    pub session_id: String,
+    /// Transport name.
+    pub network: String,
+    /// Peer address.
+    pub peer: String,
+}
+
+/// One connection's state machine. See the module docs.
+pub struct Connection {
+    config: Arc<AgentConfig>,
+    info: ConnInfo,
+    phase: Phase,
+    codec: NativeCodec,
+    input: BytesMut,
+    output: BytesMut,
+    /// Bytes handed to the driver by `poll_transmit` and not yet reported written.
+    in_transit: usize,
+    session: Option<Arc<Session>>,
+    connected: bool,
+    disconnect_sent: bool,
+    actions: VecDeque<Action>,
+    in_flight: VecDeque<InFlight>,
+    next_call: u64,
+    last_activity: Instant,
+    idle_timeout: Duration,
+    heartbeat_last: Option<Instant>,
+    active_since_heartbeat: bool,
+    counters: Arc<Counters>,
+    max_buffered: usize,
+    reason: Option<CloseReason>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("phase", &self.phase)
+            .field("session", &self.session)
+            .field("in_flight", &self.in_flight.len())
+            .field("input", &self.input.len())
+            .field("output", &(self.output.len() + self.in_transit))
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A new connection, accepted at `now`: the handshake must finish by
+    /// `now + handshake_timeout`.
+    pub fn new(config: Arc<AgentConfig>, info: ConnInfo, now: Instant) -> Self {
+        Self::with_counters(config, info, now, Arc::new(Counters::default()))
+    }
+
+    /// Like [`Connection::new`], with counters shared with an existing handle.
+    pub fn with_counters(
+        config: Arc<AgentConfig>,
+        info: ConnInfo,
+        now: Instant,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let codec = NativeCodec::new(config.max_frame_length, Oversize::Fail)
+            .unwrap_or_else(|_| NativeCodec::default());
+        Connection {
+            phase: Phase::Handshake {
+                deadline: now + config.handshake_timeout,
+            },
+            codec,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            in_transit: 0,
+            session: None,
+            connected: false,
+            disconnect_sent: false,
+            actions: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            next_call: 0,
+            last_activity: now,
+            idle_timeout: config.idle_timeout,
+            heartbeat_last: None,
+            active_since_heartbeat: false,
+            counters,
+            max_buffered: 0,
+            reason: None,
+            info,
+            config,
+        }
+    }
+
+    /// Refuses a connection before it starts (the gate is full or shutting down): queues a CLOSE with
+    /// `code` and closes once it is written. No session, no Connect, no Disconnect.
+    pub fn refuse(&mut self, now: Instant, code: CloseCode) {
+        self.close_with(
+            now,
+            CloseReason::Refused,
+            Some((code, code.name().to_owned())),
+        );
+    }
+
+    // ----- inputs -----
+
+    /// Bytes received from the client.
+    pub fn handle_input(&mut self, now: Instant, data: BytesMut) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Closed) || data.is_empty() {
+            return;
+        }
+        if self.input.is_empty() {
+            self.input = data;
+        } else {
+            self.input.extend_from_slice(&data);
+        }
+        self.note_buffered();
+        self.process_input(now);
+    }
+
+    /// The client's stream ended (read returned 0).
+    pub fn handle_eof(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        // Packets already received are still handled, then the connection ends.
+        self.process_input(now);
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        self.finish(CloseReason::Eof);
+    }
+
+    /// The transport failed.
+    pub fn handle_io_error(&mut self, _now: Instant) {
+        if !matches!(self.phase, Phase::Closed) {
+            self.finish(CloseReason::Reset);
+        }
+    }
+
+    /// The driver wrote `n` bytes handed out by [`Connection::poll_transmit`].
+    pub fn handle_written(&mut self, n: usize) {
+        self.in_transit = self.in_transit.saturating_sub(n);
+        if matches!(self.phase, Phase::Closing { .. }) && self.queued_output() == 0 {
+            let Phase::Closing { reason, .. } = self.phase else {
+                unreachable!()
+            };
+            self.finish(reason);
+        }
+    }
+
+    /// A back-end call finished.
+    pub fn handle_call_result(&mut self, now: Instant, call: CallId, result: CallResult) {
+        let Some(pos) = self.in_flight.iter().position(|f| f.call == call) else {
+            return; // timed out already, or the connection closed: the late answer is dropped
+        };
+        let done = self.in_flight.remove(pos).expect("position is valid");
+        self.last_activity = self.last_activity.max(now);
+        if let Some(id) = done.reply_to {
+            let (status, body) = match result {
+                CallResult::Ok(b) => (Status::Ok, b),
+                CallResult::NotFound => (Status::NotFound, Bytes::new()),
+                CallResult::Failed(b) => (Status::Failed, b),
+                CallResult::Busy => (Status::Busy, Bytes::new()),
+                CallResult::Panicked => (Status::InternalError, Bytes::new()),
+            };
+            self.respond(id, status, body);
+        }
+        self.process_input(now);
+    }
+
+    /// Time passed: fires whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Handshake { deadline } if now >= deadline => {
+                self.close_with(
+                    now,
+                    CloseReason::HandshakeTimeout,
+                    Some((CloseCode::HandshakeTimeout, "handshake timeout".into())),
+                );
+                return;
+            }
+            Phase::Closing { reason, deadline } if now >= deadline => {
+                self.finish(reason);
+                return;
+            }
+            Phase::Open => {}
+            _ => return,
+        }
+        // Back-end calls past their deadline answer `timeout`.
+        while let Some(pos) = self.in_flight.iter().position(|f| f.deadline <= now) {
+            let expired = self.in_flight.remove(pos).expect("position is valid");
+            self.last_activity = self.last_activity.max(now);
+            if let Some(id) = expired.reply_to {
+                self.respond(id, Status::Timeout, Bytes::new());
+            }
+        }
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        if self.in_flight.is_empty() && now >= self.last_activity + self.idle_timeout {
+            self.close_with(
+                now,
+                CloseReason::IdleTimeout,
+                Some((CloseCode::IdleTimeout, "idle timeout".into())),
+            );
+            return;
+        }
+        self.maybe_heartbeat(now);
+        self.process_input(now);
+    }
+
+    // ----- gate commands -----
+
+    /// Queues a PUSH to the client.
+    pub fn push(&mut self, topic: Topic, body: Bytes) -> Result<(), PushError> {
+        if !matches!(self.phase, Phase::Open) {
+            return Err(PushError::NotOpen);
+        }
+        self.send(&Packet::Push(Push::new(topic, body)))?;
+        Ok(())
+    }
+
+    /// Closes the connection on purpose, telling the client why.
+    pub fn kick(&mut self, now: Instant, reason: &str) {
+        self.close_with(
+            now,
+            CloseReason::Kicked,
+            Some((CloseCode::Kicked, reason.to_owned())),
+        );
+    }
+
+    /// Closes the connection because the gate is shutting down.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.close_with(
+            now,
+            CloseReason::Shutdown,
+            Some((CloseCode::Shutdown, "gate shutting down".into())),
+        );
+    }
+
+    /// Binds a user id to the session (mqant's `Bind`); starts storage heartbeats.
+    pub fn bind(&mut self, now: Instant, user_id: impl Into<String>) -> bool {
+        let user_id = user_id.into();
+        let bound = self.update_session(|s| s.user_id = Some(user_id));
+        if bound {
+            self.heartbeat_last = None;
+            self.active_since_heartbeat = true;
+            self.maybe_heartbeat(now);
+        }
+        bound
+    }
+
+    /// Unbinds the user id (mqant's `UnBind`); stops storage heartbeats.
+    pub fn unbind(&mut self) -> bool {
+        self.update_session(|s| s.user_id = None)
+    }
+
+    /// Sets a session setting (mqant's `Set`).
+    pub fn set_setting(&mut self, key: impl Into<String>, value: impl Into<String>) -> bool {
+        let (k, v) = (key.into(), value.into());
+        self.update_session(|s| {
+            s.settings.insert(k, v);
+        })
+    }
+
+    /// Removes a session setting (mqant's `Remove`).
+    pub fn remove_setting(&mut self, key: &str) -> bool {
+        self.update_session(|s| {
+            s.settings.remove(key);
+        })
+    }
+
+    // ----- outputs -----
+
+    /// Bytes to write to the client, if any. Report them with [`Connection::handle_written`] once
+    /// written.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.output.is_empty() {
+            return None;
+        }
+        let out = std::mem::take(&mut self.output).freeze();
+        self.in_transit += out.len();
+        Some(out)
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Connection::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Handshake { deadline } | Phase::Closing { deadline, .. } => Some(deadline),
+            Phase::Closed => None,
+            Phase::Open => {
+                let mut t = self.in_flight.iter().map(|f| f.deadline).min();
+                if self.in_flight.is_empty() {
+                    t = min_opt(t, Some(self.last_activity + self.idle_timeout));
+                }
+                if let (Some(last), true) = (self.heartbeat_last, self.heartbeat_pending()) {
+                    t = min_opt(t, Some(last + self.config.heartbeat));
+                }
+                t
+            }
+        }
+    }
+
+    /// Whether the driver should read from the client now. False while the back ends are busy
+    /// with this connection's calls (back-pressure) and once closing.
+    pub fn wants_read(&self) -> bool {
+        match self.phase {
+            Phase::Handshake { .. } | Phase::Open => {
+                self.in_flight.len() < self.config.max_in_flight.max(1)
+                    && self.input.len() <= self.config.max_frame_length + 4
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the connection is over: nothing more to write, no more actions.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Closed) && self.actions.is_empty()
+    }
+
+    /// Whether the connection is closing or closed.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. } | Phase::Closed)
+    }
+
+    /// Whether the handshake succeeded and the connection is open.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open)
+    }
+
+    /// The session, once the handshake succeeded.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref()
+    }
+
+    /// The counters, shareable with other tasks.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Bytes buffered now: undecoded input plus unwritten output.
+    pub fn buffered_bytes(&self) -> usize {
+        self.input.len() + self.queued_output()
+    }
+
+    /// The most bytes ever buffered at once (input plus output), for memory invariants.
+    pub fn max_buffered_bytes(&self) -> usize {
+        self.max_buffered
+    }
+
+    /// The bound on [`Connection::buffered_bytes`] this connection keeps, whatever the client does:
+    /// the largest frame plus one read of `read_size` bytes, plus the write queue limit and one frame.
+    pub fn buffer_bound(&self, read_size: usize) -> usize {
+        self.config.max_frame_length
+            + 4
+            + read_size
+            + self.config.max_write_queue
+            + self.config.max_frame_length
+            + 4
+    }
+
+    /// The options.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Back-end calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    // ----- internals -----
+
+    fn queued_output(&self) -> usize {
+        self.output.len() + self.in_transit
+    }
+
+    fn note_buffered(&mut self) {
+        self.max_buffered = self.max_buffered.max(self.buffered_bytes());
+    }
+
+    fn heartbeat_pending(&self) -> bool {
+        self.active_since_heartbeat && self.session.as_ref().is_some_and(|s| s.is_bound())
+    }
+
+    fn maybe_heartbeat(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Open) || !self.heartbeat_pending() {
+            return;
+        }
+        let due = match self.heartbeat_last {
+            None => true,
+            Some(last) => now >= last + self.config.heartbeat,
+        };
+        if due {
+            self.heartbeat_last = Some(now);
+            self.active_since_heartbeat = false;
+            let session = self.session.clone().expect("bound implies a session");
+            self.actions.push_back(Action::StorageHeartbeat(session));
+        }
+    }
+
+    fn update_session(&mut self, f: impl FnOnce(&mut Session)) -> bool {
+        if !matches!(self.phase, Phase::Open) {
+            return false;
+        }
+        match &mut self.session {
+            Some(s) => {
+                f(Arc::make_mut(s));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Decodes and handles packets while there is room for back-end calls.
+    fn process_input(&mut self, now: Instant) {
+        while matches!(self.phase, Phase::Handshake { .. } | Phase::Open)
+            && self.in_flight.len() < self.config.max_in_flight.max(1)
+        {
+            let packet = match self.codec.decode(&mut self.input) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    self.protocol_error(now, &e);
+                    break;
+                }
+            };
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+            self.last_activity = now;
+            self.active_since_heartbeat = true;
+            self.handle_packet(now, packet);
+        }
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            // Do not keep a read buffer allocated while idle.
+            self.input = BytesMut::new();
+        }
+        self.maybe_heartbeat(now);
+    }
+
+    fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        match (self.phase, packet) {
+            (Phase::Handshake { .. }, Packet::Handshake(h)) => {
+                if h.version != PROTOCOL_VERSION {
+                    self.close_with(
+                        now,
+                        CloseReason::Refused,
+                        Some((
+                            CloseCode::UnsupportedVersion,
+                            format!(
+                                "version {} not supported; this gate speaks {PROTOCOL_VERSION}",
+                                h.version
+                            ),
+                        )),
+                    );
+                    return;
+                }
+                let max_ping = self
+                    .config
+                    .ping_interval
+                    .as_secs()
+                    .clamp(1, u16::MAX as u64) as u16;
+                let ping = if h.heartbeat_secs == 0 {
+                    max_ping
+                } else {
+                    h.heartbeat_secs.min(max_ping)
+                };
+                let session = Arc::new(Session::new(
+                    self.info.session_id.clone(),
+                    self.info.network.clone(),
+                    self.info.peer.clone(),
+                    self.config.server_id.clone(),
+                ));
+                self.phase = Phase::Open;
+                self.last_activity = now;
+                let welcome = Packet::Welcome(Welcome {
+                    version: PROTOCOL_VERSION,
+                    heartbeat_secs: ping,
+                    max_frame_length: self.config.max_frame_length as u32,
+                    session_id: Text::from(session.session_id.clone()),
+                });
+                self.session = Some(session.clone());
+                self.connected = true;
+                self.actions.push_back(Action::Connect(session));
+                if self.send(&welcome).is_err() {
+                    self.close_with(now, CloseReason::Internal, None);
+                }
+            }
+            (Phase::Handshake { .. }, other) => {
+                let msg = format!("expected HANDSHAKE, got {}", other.kind_name());
+                self.close_with(
+                    now,
+                    CloseReason::ProtocolError,
+                    Some((CloseCode::ProtocolError, msg)),
+                );
+            }
+            (Phase::Open, Packet::Request(r)) => {
+                let id = r.id();
+                let route = r.route_value();
+                self.start_call(now, Some(id), route, r.into_body());
+            }
+            (Phase::Open, Packet::Notify(n)) => {
+                let route = n.route_value();
+                self.start_call(now, None, route, n.into_body());
+            }
+            (Phase::Open, Packet::Ping) => {
+                let _ = self.send(&Packet::Pong);
+            }
+            (Phase::Open, Packet::Pong) => {}
+            (Phase::Open, Packet::Close(_)) => self.finish(CloseReason::ClientClosed),
+            (Phase::Open, other) => {
+                let msg = format!("{} is not sent by clients", other.kind_name());
+                self.close_with(
+                    now,
+                    CloseReason::ProtocolError,
+                    Some((CloseCode::ProtocolError, msg)),
+                );
+            }
+            (Phase::Closing { .. } | Phase::Closed, _) => {}
+        }
+    }
+
+    fn start_call(&mut self, now: Instant, reply_to: Option<MessageId>, route: Route, body: Bytes) {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        self.in_flight.push_back(InFlight {
+            call: id,
+            reply_to,
+            deadline: now + self.config.backend_timeout,
+        });
+        let session = self.session.clone().expect("open implies a session");
+        self.actions.push_back(Action::Call(Call {
+            id,
+            session,
+            route,
+            body,
+            expects_reply: reply_to.is_some(),
+        }));
+    }
+
+    fn respond(&mut self, id: MessageId, status: Status, body: Bytes) {
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        let packet = Packet::Response(Response { id, status, body });
+        if let Err(PushError::Encode(_)) = self.send(&packet) {
+            // The back end answered more than a frame holds: tell the client, do not drop the id.
+            let _ = self.send(&Packet::Response(Response {
+                id,
+                status: Status::InternalError,
+                body: Bytes::from_static(b"response too large"),
+            }));
+        }
+    }
+
+    /// Encodes a packet into the write queue, enforcing its bound.
+    fn send(&mut self, packet: &Packet) -> Result<(), PushError> {
+        self.codec.encode(packet, &mut self.output)?;
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.note_buffered();
+        if self.queued_output() > self.config.max_write_queue {
+            // The client is not reading: no point queueing a CLOSE behind what it ignores.
+            self.output = BytesMut::new();
+            self.finish(CloseReason::SlowConsumer);
+        }
+        Ok(())
+    }
+
+    fn protocol_error(&mut self, now: Instant, e: &DecodeError) {
+        let code = match e {
+            DecodeError::Frame(FrameError::TooLarge { .. }) => CloseCode::FrameTooLarge,
+            _ => CloseCode::ProtocolError,
+        };
+        self.close_with(now, CloseReason::ProtocolError, Some((code, e.to_string())));
+    }
+
+    /// Starts closing: optionally queue a CLOSE for the client, then finish once it is written (or
+    /// the linger deadline passes).
+    fn close_with(
+        &mut self,
+        now: Instant,
+        reason: CloseReason,
+        close: Option<(CloseCode, String)>,
+    ) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Closed) {
+            return;
+        }
+        self.counters.closed.store(true, Ordering::Release);
+        self.reason.get_or_insert(reason);
+        // Calls in flight are abandoned: late results are ignored.
+        self.in_flight.clear();
+        self.input = BytesMut::new();
+        if let Some((code, text)) = close {
+            let packet = Packet::Close(Close {
+                code,
+                reason: Text::from(
+                    truncate_utf8(&text, gatekit_codec::native::MAX_REASON_LEN).to_owned(),
+                ),
+            });
+            if self.codec.encode(&packet, &mut self.output).is_ok() {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.phase = Phase::Closing {
+            reason,
+            deadline: now + self.config.close_linger,
+        };
+        if self.queued_output() == 0 {
+            self.finish(reason);
+        }
+    }
+
+    /// Ends the connection: nothing more is read or written; Disconnect if Connect was sent.
+    fn finish(&mut self, reason: CloseReason) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        self.counters.closed.store(true, Ordering::Release);
+        let reason = *self.reason.get_or_insert(reason);
+        self.phase = Phase::Closed;
+        self.in_flight.clear();
+        self.input = BytesMut::new();
+        self.output = BytesMut::new();
+        self.in_transit = 0;
+        if self.connected && !self.disconnect_sent {
+            self.disconnect_sent = true;
+            let session = self.session.clone().expect("connected implies a session");
+            self.actions.push_back(Action::Disconnect(session, reason));
+        }
+    }
+
+    /// Why the connection is closing or closed, once it is.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason
+    }
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

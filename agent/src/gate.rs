@@ -1,0 +1,439 @@
+//! The gate: accepts connections, creates one agent per connection through a pluggable factory,
+//! and operates on sessions by id (push, kick, broadcast, count), with graceful shutdown.
+
+use crate::config::AgentConfig;
+use crate::connection::{ConnInfo, Connection, Counters};
+use crate::driver;
+use crate::handle::{AgentHandle, Command, HandleError};
+use crate::registration::Registration;
+use crate::services::{BoxFuture, Services};
+use crate::session::{random_session_id, Session};
+use bytes::{Bytes, BytesMut};
+use gatekit_codec::{Close, CloseCode, NativeCodec, Packet, Text, Topic};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// A byte stream an agent can run on (TCP, TLS, in-memory pipe...).
+pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AgentStream for T {}
+
+/// A boxed [`AgentStream`].
+pub type BoxStream = Box<dyn AgentStream>;
+
+/// What an agent gets for its connection.
+pub struct AgentContext {
+    /// The drop guard that registers the session and guarantees Disconnect.
+    pub registration: Registration,
+    /// Commands from the gate (push, kick, bind...).
+    pub commands: mpsc::Receiver<Command>,
+    /// The gate's options.
+    pub config: Arc<AgentConfig>,
+    /// Back ends, session store, learner.
+    pub services: Services,
+    /// Peer, transport and the session id to use.
+    pub info: ConnInfo,
+    /// Counters shared with the connection's [`AgentHandle`].
+    pub counters: Arc<Counters>,
+}
+
+/// Creates and runs the agent of each accepted connection: mqant's `SetCreateAgent`. Swap it to
+/// change the protocol or the whole agent; the [`Registration`] in the context still guarantees
+/// Disconnect.
+pub trait AgentFactory: Send + Sync + 'static {
+    /// Runs one connection to its end.
+    fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()>;
+}
+
+/// The default agent: gatekit's native protocol on the sans-I/O [`Connection`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NativeAgent;
+
+impl AgentFactory for NativeAgent {
+    fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
+        Box::pin(async move {
+            let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
+            driver::run(conn, stream, ctx.services, ctx.commands, ctx.registration).await;
+        })
+    }
+}
+
+pub(crate) struct GateShared {
+    pub(crate) config: Arc<AgentConfig>,
+    pub(crate) services: Services,
+    factory: Arc<dyn AgentFactory>,
+    max_connections: usize,
+    sessions: Mutex<HashMap<String, AgentHandle>>,
+    conns: Mutex<HashMap<u64, (AgentHandle, Option<AbortHandle>)>>,
+    live: AtomicUsize,
+    next_conn: AtomicU64,
+    refused: AtomicU64,
+    accepted: AtomicU64,
+    shutting_down: AtomicBool,
+    stop_accepting: Notify,
+    idle: Notify,
+}
+
+impl GateShared {
+    pub(crate) fn register(&self, session: &Session, handle: &AgentHandle) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.session_id.clone(), handle.clone());
+    }
+
+    pub(crate) fn unregister(&self, session_id: &str) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(session_id);
+    }
+
+    pub(crate) fn connection_ended(&self, conn_id: u64) {
+        self.conns.lock().expect("conns lock").remove(&conn_id);
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Builds a [`Gate`].
+pub struct GateBuilder {
+    config: AgentConfig,
+    services: Services,
+    factory: Arc<dyn AgentFactory>,
+    max_connections: usize,
+}
+
+impl GateBuilder {
+    /// Agent options.
+    pub fn config(mut self, config: AgentConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Back ends, store and learner.
+    pub fn services(mut self, services: Services) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// The agent factory (default [`NativeAgent`]).
+    pub fn factory(mut self, factory: impl AgentFactory) -> Self {
+        self.factory = Arc::new(factory);
+        self
+    }
+
+    /// Connections held at most; more are refused with CLOSE `server full` before any agent is
+    /// created. Default 100,000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// The gate.
+    pub fn build(self) -> Gate {
+        Gate {
+            shared: Arc::new(GateShared {
+                config: Arc::new(self.config),
+                services: self.services,
+                factory: self.factory,
+                max_connections: self.max_connections,
+                sessions: Mutex::default(),
+                conns: Mutex::default(),
+                live: AtomicUsize::new(0),
+                next_conn: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                accepted: AtomicU64::new(0),
+                shutting_down: AtomicBool::new(false),
+                stop_accepting: Notify::new(),
+                idle: Notify::new(),
+            }),
+        }
+    }
+}
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections open when the shutdown began.
+    pub connections: usize,
+    /// Of those, the ones that had not finished by the deadline and were aborted (their Disconnect
+    /// still happened, with reason `shutdown`).
+    pub aborted: usize,
+}
+
+/// The gate. Cheap to clone; all clones are the same gate.
+#[derive(Clone)]
+pub struct Gate {
+    shared: Arc<GateShared>,
+}
+
+impl Gate {
+    /// A builder with default options, no back ends, no store, no learner.
+    pub fn builder() -> GateBuilder {
+        GateBuilder {
+            config: AgentConfig::default(),
+            services: Services::default(),
+            factory: Arc::new(NativeAgent),
+            max_connections: 100_000,
+        }
+    }
+
+    /// The options.
+    pub fn config(&self) -> &AgentConfig {
+        &self.shared.config
+    }
+
+    /// Listens on `addr` (for example `127.0.0.1:0`) and accepts in the background until
+    /// [`Gate::shutdown`]. Returns the bound address and the accept task.
+    pub async fn listen(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+    ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        Ok((local, self.serve(listener)))
+    }
+
+    /// Accepts connections from `listener` in the background until [`Gate::shutdown`].
+    pub fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
+        let gate = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let stopped = gate.shared.stop_accepting.notified();
+                if gate.shared.is_shutting_down() {
+                    break;
+                }
+                tokio::select! {
+                    _ = stopped => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let _ = stream.set_nodelay(true);
+                            gate.accept(Box::new(stream), "tcp", peer.to_string());
+                        }
+                        Err(e) => {
+                            // EMFILE / ENFILE: the process hit its open-file limit. Say so and back
+                            // off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                                eprintln!("gatekit gate: accept failed: {e} (open-file limit reached; connections held: {})", gate.connection_count());
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs an agent on an already-accepted stream (any transport). Refuses it with CLOSE
+    /// `server full` (or `shutdown`) when the gate is at its limit (or shutting down).
+    pub fn accept(&self, stream: BoxStream, network: &str, peer: String) {
+        let shared = &self.shared;
+        let refusal = if shared.is_shutting_down() {
+            Some(CloseCode::Shutdown)
+        } else if shared.live.load(Ordering::Acquire) >= shared.max_connections {
+            Some(CloseCode::ServerFull)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(refuse(stream, code));
+            return;
+        }
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
+        shared.live.fetch_add(1, Ordering::AcqRel);
+        let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::new(Counters::default());
+        let (handle, commands) = AgentHandle::new(counters.clone());
+        shared
+            .conns
+            .lock()
+            .expect("conns lock")
+            .insert(conn_id, (handle.clone(), None));
+        let ctx = AgentContext {
+            registration: Registration::new(shared.clone(), conn_id, handle),
+            commands,
+            config: shared.config.clone(),
+            services: shared.services.clone(),
+            info: ConnInfo {
+                session_id: random_session_id(),
+                network: network.to_owned(),
+                peer,
+            },
+            counters,
+        };
+        let task = tokio::spawn(shared.factory.run(stream, ctx));
+        if let Some(entry) = shared.conns.lock().expect("conns lock").get_mut(&conn_id) {
+            entry.1 = Some(task.abort_handle());
+        }
+    }
+
+    /// The handle of a session's connection.
+    pub fn agent(&self, session_id: &str) -> Option<AgentHandle> {
+        self.shared
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get(session_id)
+            .cloned()
+    }
+
+    fn with_agent(&self, session_id: &str, cmd: Command) -> Result<(), HandleError> {
+        self.agent(session_id)
+            .ok_or(HandleError::NoSuchSession)?
+            .command(cmd)
+    }
+
+    /// Pushes a message to one session.
+    pub fn push(
+        &self,
+        session_id: &str,
+        topic: Topic,
+        body: impl Into<Bytes>,
+    ) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Push(topic, body.into()))
+    }
+
+    /// Closes one session's connection with `kicked`.
+    pub fn kick(&self, session_id: &str, reason: impl Into<String>) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Kick(reason.into()))
+    }
+
+    /// Binds a user id to a session (mqant's `GateHandler.Bind`).
+    pub fn bind_user(
+        &self,
+        session_id: &str,
+        user_id: impl Into<String>,
+    ) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Bind(user_id.into()))
+    }
+
+    /// Unbinds a session's user id.
+    pub fn unbind_user(&self, session_id: &str) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Unbind)
+    }
+
+    /// Sets a session setting.
+    pub fn set(
+        &self,
+        session_id: &str,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Set(key.into(), value.into()))
+    }
+
+    /// Pushes a message to every session; returns how many accepted it.
+    pub fn broadcast(&self, topic: Topic, body: impl Into<Bytes>) -> usize {
+        let body = body.into();
+        let handles: Vec<AgentHandle> = self
+            .shared
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect();
+        handles
+            .iter()
+            .filter(|h| h.push(topic.clone(), body.clone()).is_ok())
+            .count()
+    }
+
+    /// Sessions connected (handshake done, not yet disconnected): mqant's `GetAgentNum`.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// Connections held, handshaking ones included.
+    pub fn connection_count(&self) -> usize {
+        self.shared.live.load(Ordering::Acquire)
+    }
+
+    /// Connections accepted and refused so far.
+    pub fn accepted_refused(&self) -> (u64, u64) {
+        (
+            self.shared.accepted.load(Ordering::Relaxed),
+            self.shared.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Graceful shutdown: stop accepting, send every client CLOSE `shutdown`, let writes drain until
+    /// `deadline`, then abort what is left. Every connected session gets its Disconnect.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        shared.shutting_down.store(true, Ordering::Release);
+        shared.stop_accepting.notify_waiters();
+        let handles: Vec<AgentHandle> = shared
+            .conns
+            .lock()
+            .expect("conns lock")
+            .values()
+            .map(|(h, _)| h.clone())
+            .collect();
+        let connections = handles.len();
+        for h in &handles {
+            let _ = h.command(Command::Shutdown);
+        }
+        let end = tokio::time::Instant::now() + deadline;
+        self.wait_idle(end).await;
+        let left: Vec<AbortHandle> = shared
+            .conns
+            .lock()
+            .expect("conns lock")
+            .values()
+            .filter_map(|(_, a)| a.clone())
+            .collect();
+        for a in &left {
+            a.abort();
+        }
+        self.wait_idle(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        ShutdownReport {
+            connections,
+            aborted: left.len(),
+        }
+    }
+
+    async fn wait_idle(&self, until: tokio::time::Instant) {
+        loop {
+            let idle = self.shared.idle.notified();
+            if self.shared.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(until, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a CLOSE refusal and drops the stream.
+async fn refuse(mut stream: BoxStream, code: CloseCode) {
+    let mut out = BytesMut::new();
+    let close = Packet::Close(Close {
+        code,
+        reason: Text::from_static(code.name()),
+    });
+    if NativeCodec::default().encode(&close, &mut out).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
+}

@@ -1,0 +1,44 @@
+//! # gatekit-agent
+//!
+//! The connection agent and the gate, in the style of mqant's gate — without its defects.
+//!
+//! - [`Connection`]: one connection's life as a deterministic, I/O-free state machine (handshake,
+//!   session, counters, routing to back ends, replies, heartbeats, close and disconnect). It is given
+//!   the time and yields what to do; see its module docs for its guarantees.
+//! - [`driver::run`]: a thin tokio driver running a `Connection` over any `AsyncRead + AsyncWrite`.
+//! - [`Gate`]: accepts TCP connections (default 127.0.0.1), creates one agent per connection through a
+//!   pluggable [`AgentFactory`] (mqant's `SetCreateAgent`), operates on sessions by id (push, kick,
+//!   bind, broadcast, count), refuses connections past `max_connections`, and shuts down gracefully.
+//! - Traits a user implements: [`Backend`] (a module's functions), [`SessionStore`] (mqant's
+//!   `StorageHandler`), [`Learner`] (mqant's `AgentLearner`).
+//! - [`AgentHandle`]: a connection seen from any task — conn time, counters, closed flag, session,
+//!   push, kick — with no lock on the counters.
+//!
+//! docs/ARCHITECTURE.md maps every mqant Agent/Gate method to its counterpart here, and every mqant
+//! defect to what prevents it.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod connection;
+pub mod driver;
+pub mod gate;
+pub mod handle;
+pub mod registration;
+pub mod services;
+pub mod session;
+
+pub use config::AgentConfig;
+pub use connection::{
+    Action, Call, CallId, CallResult, CloseReason, ConnInfo, Connection, Counters, PushError,
+};
+pub use gate::{
+    AgentContext, AgentFactory, AgentStream, BoxStream, Gate, GateBuilder, NativeAgent,
+    ShutdownReport,
+};
+pub use handle::{AgentHandle, Command, HandleError};
+pub use registration::Registration;
+pub use services::{
+    Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, NoStore, Services, SessionStore,
+};
+pub use session::Session;

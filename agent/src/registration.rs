@@ -1,0 +1,78 @@
+//! [`Registration`]: the drop guard that makes Disconnect impossible to forget.
+
+use crate::connection::CloseReason;
+use crate::gate::GateShared;
+use crate::handle::AgentHandle;
+use crate::session::Session;
+use std::sync::Arc;
+
+/// Ties one connection to its gate: registers the session on [`Registration::connect`] and, when
+/// dropped, unregisters it and calls the learner's `disconnect` — on every path, including a panic or
+/// a cancelled task, and for custom agents too. mqant leaves this call to the implementer (its seed
+/// example warns that forgetting it leaks the agent); here it is not a call anyone can forget.
+pub struct Registration {
+    gate: Arc<GateShared>,
+    conn_id: u64,
+    handle: AgentHandle,
+    session: Option<Arc<Session>>,
+    reason: Option<CloseReason>,
+}
+
+impl Registration {
+    pub(crate) fn new(gate: Arc<GateShared>, conn_id: u64, handle: AgentHandle) -> Self {
+        Registration {
+            gate,
+            conn_id,
+            handle,
+            session: None,
+            reason: None,
+        }
+    }
+
+    /// The handle of this connection.
+    pub fn handle(&self) -> &AgentHandle {
+        &self.handle
+    }
+
+    /// Registers the session and tells the learner (once; later calls only update the snapshot).
+    pub fn connect(&mut self, session: Arc<Session>) {
+        self.handle.set_session(Some(session.clone()));
+        if self.session.is_some() {
+            self.session = Some(session);
+            return;
+        }
+        self.gate.register(&session, &self.handle);
+        self.gate.services.learner.connect(&session);
+        self.session = Some(session);
+    }
+
+    /// Updates the session snapshot (after bind, settings...).
+    pub fn update(&mut self, session: Arc<Session>) {
+        if self.session.is_some() {
+            self.handle.set_session(Some(session.clone()));
+            self.session = Some(session);
+        }
+    }
+
+    /// Unregisters and tells the learner now, with `reason`. Dropping does the same (with
+    /// `internal`, or `shutdown` during a gate shutdown) if this was not called.
+    pub fn disconnect(&mut self, reason: CloseReason) {
+        self.reason.get_or_insert(reason);
+        if let Some(session) = self.session.take() {
+            self.gate.unregister(&session.session_id);
+            self.gate.services.learner.disconnect(&session, reason);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let reason = if self.gate.is_shutting_down() {
+            CloseReason::Shutdown
+        } else {
+            CloseReason::Internal
+        };
+        self.disconnect(reason);
+        self.gate.connection_ended(self.conn_id);
+    }
+}

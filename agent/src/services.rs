@@ -1,0 +1,157 @@
+//! The traits a user implements: back ends, the session store and the connection learner.
+
+use crate::connection::CloseReason;
+use crate::session::Session;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a back end did not answer with a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The module has no such function.
+    #[error("no such function")]
+    NotFound,
+    /// The back end refused the request; the bytes say why (sent to the client).
+    #[error("failed: {}", String::from_utf8_lossy(.0))]
+    Failed(Bytes),
+    /// The back end is overloaded.
+    #[error("busy")]
+    Busy,
+}
+
+/// A back-end module (mqant's RPC module): serves `func` calls for one module name.
+///
+/// A panic inside `call` (or its future) is caught by the driver: the client gets an
+/// `internal error` response and the connection goes on.
+pub trait Backend: Send + Sync + 'static {
+    /// Handles `module/func` with `body` for `session`.
+    fn call(
+        &self,
+        session: Arc<Session>,
+        func: &str,
+        body: Bytes,
+    ) -> BoxFuture<Result<Bytes, BackendError>>;
+}
+
+impl<F, Fut> Backend for F
+where
+    F: Fn(Arc<Session>, String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, BackendError>> + Send + 'static,
+{
+    fn call(
+        &self,
+        session: Arc<Session>,
+        func: &str,
+        body: Bytes,
+    ) -> BoxFuture<Result<Bytes, BackendError>> {
+        Box::pin(self(session, func.to_owned(), body))
+    }
+}
+
+/// Routes a module name to its back end. `type@id` (mqant's pinned server) falls back to `type`.
+#[derive(Clone, Default)]
+pub struct Backends {
+    modules: HashMap<String, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// No modules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a module.
+    pub fn with(mut self, module: impl Into<String>, backend: impl Backend) -> Self {
+        self.modules.insert(module.into(), Arc::new(backend));
+        self
+    }
+
+    /// Adds (or replaces) a shared module.
+    pub fn with_arc(mut self, module: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
+        self.modules.insert(module.into(), backend);
+        self
+    }
+
+    /// The back end for a module, if any.
+    pub fn route(&self, module: &str) -> Option<&Arc<dyn Backend>> {
+        self.modules.get(module).or_else(|| {
+            module
+                .split_once('@')
+                .and_then(|(ty, _)| self.modules.get(ty))
+        })
+    }
+
+    /// Module names served.
+    pub fn modules(&self) -> impl Iterator<Item = &str> {
+        self.modules.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.modules.keys()).finish()
+    }
+}
+
+/// Where sessions are kept between connections (mqant's `StorageHandler`).
+pub trait SessionStore: Send + Sync + 'static {
+    /// Saves a session's settings.
+    fn storage(&self, _session: &Session) {}
+    /// Forgets a session.
+    fn delete(&self, _session: &Session) {}
+    /// The stored settings of a user.
+    fn query(&self, _user_id: &str) -> Option<Bytes> {
+        None
+    }
+    /// Keeps a bound session alive: called at most once per heartbeat interval, and at least once
+    /// per interval in which the client was active.
+    fn heartbeat(&self, _session: &Session) {}
+}
+
+/// A session store that keeps nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStore;
+impl SessionStore for NoStore {}
+
+/// Told when sessions come and go (mqant's `AgentLearner`).
+///
+/// `connect` is called once per session after its handshake; `disconnect` once per session, always
+/// after its `connect`, on every path. Both are called on the connection's task: keep them short.
+pub trait Learner: Send + Sync + 'static {
+    /// A session is connected.
+    fn connect(&self, _session: &Session) {}
+    /// A session is gone, and why.
+    fn disconnect(&self, _session: &Session, _reason: CloseReason) {}
+}
+
+/// A learner that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLearner;
+impl Learner for NoLearner {}
+
+/// Everything a connection's driver needs besides its socket.
+#[derive(Clone)]
+pub struct Services {
+    /// Back ends by module.
+    pub backends: Backends,
+    /// The session store.
+    pub store: Arc<dyn SessionStore>,
+    /// The learner.
+    pub learner: Arc<dyn Learner>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            backends: Backends::new(),
+            store: Arc::new(NoStore),
+            learner: Arc::new(NoLearner),
+        }
+    }
+}
