@@ -30,6 +30,15 @@ pub struct AgentConfig {
     pub server_id: String,
 }
 
+impl AgentConfig {
+    /// The most bytes one connection buffers, whatever its client does, when the driver reads
+    /// `read_size` bytes at a time: one frame plus one read of input (the agent stops reading past a
+    /// frame), and the write queue limit plus the one frame that crosses it.
+    pub fn buffer_bound(&self, read_size: usize) -> usize {
+        (self.max_frame_length + 4 + read_size) + (self.max_write_queue + self.max_frame_length + 4)
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {

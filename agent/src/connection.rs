@@ -153,6 +153,7 @@ pub struct Counters {
     received: AtomicU64,
     sent: AtomicU64,
     closed: AtomicBool,
+    max_buffered: std::sync::atomic::AtomicUsize,
 }
 
 impl Counters {
@@ -160,13 +161,17 @@ impl Counters {
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
-    /// Packets sent to the client.
+    /// Packets sent to the client: fully handed to the transport (written), not merely queued.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
     /// Whether the connection is closing or closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+    /// The most bytes the connection ever buffered at once (undecoded input plus unwritten output).
+    pub fn max_buffered(&self) -> usize {
+        self.max_buffered.load(Ordering::Relaxed)
     }
 }
 
@@ -222,6 +227,11 @@ pub struct Connection {
     output: BytesMut,
     /// Bytes handed to the driver by `poll_transmit` and not yet reported written.
     in_transit: usize,
+    /// Packets encoded into `output` since the last `poll_transmit`.
+    output_packets: u64,
+    /// Chunks handed out by `poll_transmit`: (bytes not yet written, packets in the chunk). A
+    /// packet counts as sent once its whole chunk is written.
+    transit: VecDeque<(usize, u64)>,
     session: Option<Arc<Session>>,
     connected: bool,
     disconnect_sent: bool,
@@ -273,6 +283,8 @@ impl Connection {
             input: BytesMut::new(),
             output: BytesMut::new(),
             in_transit: 0,
+            output_packets: 0,
+            transit: VecDeque::new(),
             session: None,
             connected: false,
             disconnect_sent: false,
@@ -340,6 +352,17 @@ impl Connection {
     /// The driver wrote `n` bytes handed out by [`Connection::poll_transmit`].
     pub fn handle_written(&mut self, n: usize) {
         self.in_transit = self.in_transit.saturating_sub(n);
+        let mut left = n;
+        while let Some(front) = self.transit.front_mut() {
+            let k = left.min(front.0);
+            front.0 -= k;
+            left -= k;
+            if front.0 > 0 {
+                break;
+            }
+            self.counters.sent.fetch_add(front.1, Ordering::Relaxed);
+            self.transit.pop_front();
+        }
         if matches!(self.phase, Phase::Closing { .. }) && self.queued_output() == 0 {
             let Phase::Closing { reason, .. } = self.phase else {
                 unreachable!()
@@ -443,7 +466,7 @@ impl Connection {
         let user_id = user_id.into();
         let bound = self.update_session(|s| s.user_id = Some(user_id));
         if bound {
-            self.heartbeat_last = None;
+            // A re-bind does not reset the interval: heartbeats stay at least `heartbeat` apart.
             self.active_since_heartbeat = true;
             self.maybe_heartbeat(now);
         }
@@ -480,6 +503,8 @@ impl Connection {
         }
         let out = std::mem::take(&mut self.output).freeze();
         self.in_transit += out.len();
+        self.transit
+            .push_back((out.len(), std::mem::take(&mut self.output_packets)));
         Some(out)
     }
 
@@ -581,7 +606,11 @@ impl Connection {
     }
 
     fn note_buffered(&mut self) {
-        self.max_buffered = self.max_buffered.max(self.buffered_bytes());
+        let now = self.buffered_bytes();
+        if now > self.max_buffered {
+            self.max_buffered = now;
+            self.counters.max_buffered.store(now, Ordering::Relaxed);
+        }
     }
 
     fn heartbeat_pending(&self) -> bool {
@@ -760,7 +789,7 @@ impl Connection {
     /// Encodes a packet into the write queue, enforcing its bound.
     fn send(&mut self, packet: &Packet) -> Result<(), PushError> {
         self.codec.encode(packet, &mut self.output)?;
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.output_packets += 1;
         self.note_buffered();
         if self.queued_output() > self.config.max_write_queue {
             // The client is not reading: no point queueing a CLOSE behind what it ignores.
@@ -802,7 +831,7 @@ impl Connection {
                 ),
             });
             if self.codec.encode(&packet, &mut self.output).is_ok() {
-                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                self.output_packets += 1;
             }
         }
         self.phase = Phase::Closing {
@@ -826,6 +855,9 @@ impl Connection {
         self.input = BytesMut::new();
         self.output = BytesMut::new();
         self.in_transit = 0;
+        // Packets never written are not counted as sent.
+        self.output_packets = 0;
+        self.transit.clear();
         if self.connected && !self.disconnect_sent {
             self.disconnect_sent = true;
             let session = self.session.clone().expect("connected implies a session");

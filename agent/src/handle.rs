@@ -109,6 +109,11 @@ impl AgentHandle {
         self.inner.counters.is_closed()
     }
 
+    /// The most bytes the connection ever buffered at once.
+    pub fn max_buffered(&self) -> usize {
+        self.inner.counters.max_buffered()
+    }
+
     /// The latest session snapshot (`None` before the handshake).
     pub fn session(&self) -> Option<Arc<Session>> {
         self.inner.session.lock().expect("session lock").clone()

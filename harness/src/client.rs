@@ -1,0 +1,555 @@
+//! A simulated game client: a sans-I/O state machine like the agent's, driven by the sim engine on a
+//! virtual clock or by a tokio task over a real socket. Each client has its own seeded randomness.
+
+use crate::scenario::{Mix, Scenario};
+use bytes::{BufMut, Bytes, BytesMut};
+use gatekit_codec::{
+    Close, CloseCode, Handshake, MessageId, NativeCodec, Notify, Packet, Request, Route, Status,
+    Text, PROTOCOL_VERSION,
+};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behavior {
+    /// Requests at the rate, graceful CLOSE at the end.
+    Normal,
+    /// Requests in bursts.
+    Burst,
+    /// Drops the connection abruptly at a random time.
+    Drop,
+    /// Drops the connection in the middle of a frame.
+    DropMidFrame,
+    /// Stops reading after the handshake.
+    SlowConsumer,
+    /// Never finishes the handshake.
+    Slowloris,
+    /// Sends every byte on its own, slowly.
+    Dribble,
+    /// Sends random bytes after the handshake.
+    GarbageBytes,
+    /// Sends a length prefix far over the frame limit.
+    GarbageOversize,
+    /// Sends a request whose route is not `module/func`.
+    GarbageRoute,
+}
+
+impl Behavior {
+    /// Name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Behavior::Normal => "normal",
+            Behavior::Burst => "burst",
+            Behavior::Drop => "drop",
+            Behavior::DropMidFrame => "drop_mid_frame",
+            Behavior::SlowConsumer => "slow_consumer",
+            Behavior::Slowloris => "slowloris",
+            Behavior::Dribble => "dribble",
+            Behavior::GarbageBytes => "garbage_bytes",
+            Behavior::GarbageOversize => "garbage_oversize",
+            Behavior::GarbageRoute => "garbage_route",
+        }
+    }
+
+    /// Picks a behaviour from the mix.
+    pub fn pick(mix: &Mix, rng: &mut StdRng) -> Behavior {
+        let w = [
+            (mix.normal, Behavior::Normal),
+            (mix.burst, Behavior::Burst),
+            (mix.drop, Behavior::Drop),
+            (mix.drop_mid_frame, Behavior::DropMidFrame),
+            (mix.slow_consumer, Behavior::SlowConsumer),
+            (mix.slowloris, Behavior::Slowloris),
+            (mix.dribble, Behavior::Dribble),
+            (mix.garbage / 3.0, Behavior::GarbageBytes),
+            (mix.garbage / 3.0, Behavior::GarbageOversize),
+            (mix.garbage / 3.0, Behavior::GarbageRoute),
+        ];
+        let total: f64 = w.iter().map(|x| x.0).sum();
+        let mut r = rng.random::<f64>() * total;
+        for (weight, b) in w {
+            if r < weight {
+                return b;
+            }
+            r -= weight;
+        }
+        Behavior::Normal
+    }
+}
+
+/// The route every request goes to: the fake back end echoes.
+pub const ECHO_ROUTE: &str = "echo/say";
+
+/// Time a finishing client waits for its outstanding responses before closing anyway.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshaking,
+    Open,
+    /// Sent CLOSE (or decided to drop); nothing more to send.
+    Finished,
+}
+
+/// What a client counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientStats {
+    /// Complete packets sent.
+    pub packets_sent: u64,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Notifies sent.
+    pub notifies: u64,
+    /// Pings sent.
+    pub pings: u64,
+    /// Responses by status name.
+    pub responses: BTreeMap<&'static str, u64>,
+    /// Pushes received.
+    pub pushes: u64,
+    /// Pongs received.
+    pub pongs: u64,
+    /// Responses to an id not in flight (unknown or duplicate).
+    pub unexpected_responses: u64,
+    /// Ok responses whose body is not the echo of the request.
+    pub wrong_bodies: u64,
+    /// Requests still unanswered when the connection ended.
+    pub unanswered: u64,
+    /// Bytes of garbage sent.
+    pub garbage_bytes: u64,
+    /// The CLOSE the gate sent, if any.
+    #[serde(serialize_with = "close_code_name")]
+    pub gate_close: Option<CloseCode>,
+    /// Whether the handshake was answered with WELCOME.
+    pub welcomed: bool,
+    /// The client's own decode errors on the gate's output (should stay 0).
+    pub decode_errors: u64,
+}
+
+fn close_code_name<S: serde::Serializer>(c: &Option<CloseCode>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_some(c.name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// How the client ends its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Still running.
+    Running,
+    /// Sent CLOSE; the transport may be closed once the output is flushed.
+    Graceful,
+    /// Close the transport now, without CLOSE.
+    Abort,
+}
+
+/// One simulated client.
+pub struct SimClient {
+    /// Index of the client in the run.
+    pub index: u64,
+    /// Its behaviour.
+    pub behavior: Behavior,
+    /// What it counted.
+    pub stats: ClientStats,
+    /// The session id from WELCOME.
+    pub session_id: Option<String>,
+    rng: StdRng,
+    phase: Phase,
+    ending: Ending,
+    codec: NativeCodec,
+    input: BytesMut,
+    output: BytesMut,
+    dribble: BytesMut,
+    next_dribble: Instant,
+    next_id: u32,
+    outstanding: BTreeMap<u32, Instant>,
+    started: Instant,
+    end: Instant,
+    drop_at: Option<Instant>,
+    next_send: Instant,
+    last_sent: Instant,
+    interval: Option<Duration>,
+    window: usize,
+    burst_size: usize,
+    notify_ratio: f64,
+    body_size: usize,
+    ping_interval: Duration,
+    garbage_sent: bool,
+    /// Past `end`, waiting for outstanding responses before closing.
+    waiting_close: bool,
+    /// Times the client sent a packet (kept only when `track_activity`).
+    pub activity: Vec<Instant>,
+    track_activity: bool,
+}
+
+impl SimClient {
+    /// A client starting (connected) at `now`, sending until `end`.
+    pub fn new(index: u64, scenario: &Scenario, now: Instant, end: Instant) -> Self {
+        let mut rng =
+            StdRng::seed_from_u64(scenario.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let behavior = Behavior::pick(&scenario.mix, &mut rng);
+        let interval = match behavior {
+            Behavior::Burst if scenario.rate > 0.0 => Some(Duration::from_secs_f64(
+                scenario.burst_size as f64 / scenario.rate,
+            )),
+            _ if scenario.rate > 0.0 => Some(Duration::from_secs_f64(1.0 / scenario.rate)),
+            _ => None,
+        };
+        let first = interval.map_or(end, |i| now + i.mul_f64(rng.random::<f64>()));
+        let drop_at = match behavior {
+            Behavior::Drop | Behavior::DropMidFrame => {
+                let span = end.saturating_duration_since(now);
+                Some(now + span.mul_f64(rng.random::<f64>()))
+            }
+            _ => None,
+        };
+        let mut c = SimClient {
+            index,
+            behavior,
+            stats: ClientStats::default(),
+            session_id: None,
+            rng,
+            phase: Phase::Handshaking,
+            ending: Ending::Running,
+            codec: NativeCodec::default(),
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            dribble: BytesMut::new(),
+            next_dribble: now,
+            next_id: 1,
+            outstanding: BTreeMap::new(),
+            started: now,
+            end,
+            drop_at,
+            next_send: first,
+            last_sent: now,
+            interval,
+            window: scenario.window.max(1),
+            burst_size: scenario.burst_size.max(1),
+            notify_ratio: scenario.notify_ratio,
+            body_size: scenario.body_size.max(12),
+            ping_interval: scenario.ping_interval.0,
+            garbage_sent: false,
+            waiting_close: false,
+            activity: Vec::new(),
+            track_activity: scenario.bind_users,
+        };
+        if behavior != Behavior::Slowloris {
+            c.send(
+                now,
+                &Packet::Handshake(Handshake {
+                    version: PROTOCOL_VERSION,
+                    heartbeat_secs: 0,
+                    token: Bytes::from(format!("client-{index}")),
+                }),
+            );
+        }
+        c
+    }
+
+    /// The body of request `id`: the client index, the id, then filler; the echo back end returns it.
+    pub fn body_for(&self, id: u32) -> Bytes {
+        let mut b = BytesMut::with_capacity(self.body_size);
+        b.put_u64(self.index);
+        b.put_u32(id);
+        b.resize(self.body_size, b'.');
+        b.freeze()
+    }
+
+    fn send(&mut self, now: Instant, packet: &Packet) {
+        let target = if self.behavior == Behavior::Dribble {
+            &mut self.dribble
+        } else {
+            &mut self.output
+        };
+        self.codec
+            .encode(packet, target)
+            .expect("client packets are within limits");
+        self.stats.packets_sent += 1;
+        self.last_sent = now;
+        if self.track_activity {
+            self.activity.push(now);
+        }
+    }
+
+    /// Bytes to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.output.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.output).freeze())
+        }
+    }
+
+    /// Whether the client reads what the gate sends.
+    pub fn wants_read(&self) -> bool {
+        !(self.behavior == Behavior::SlowConsumer && self.stats.welcomed)
+    }
+
+    /// How the client is ending.
+    pub fn ending(&self) -> Ending {
+        self.ending
+    }
+
+    /// Requests in flight.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Bytes received from the gate.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], latency_us: &mut Histogram<u64>) {
+        self.input.extend_from_slice(data);
+        loop {
+            let packet = match self.codec.decode(&mut self.input) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    self.stats.decode_errors += 1;
+                    if e.is_fatal() {
+                        self.input.clear();
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.stats.packets_received += 1;
+            match packet {
+                Packet::Welcome(w) => {
+                    self.stats.welcomed = true;
+                    self.session_id = Some(w.session_id.as_str().to_owned());
+                    if self.phase == Phase::Handshaking {
+                        self.phase = Phase::Open;
+                    }
+                }
+                Packet::Response(r) => {
+                    let id = r.id.get();
+                    match self.outstanding.remove(&id) {
+                        None => self.stats.unexpected_responses += 1,
+                        Some(sent) => {
+                            let us = now.saturating_duration_since(sent).as_micros() as u64;
+                            let _ = latency_us.record(us.max(1));
+                            if r.status == Status::Ok && r.body != self.body_for(id) {
+                                self.stats.wrong_bodies += 1;
+                            }
+                        }
+                    }
+                    *self.stats.responses.entry(r.status.name()).or_default() += 1;
+                }
+                Packet::Push(_) => self.stats.pushes += 1,
+                Packet::Pong => self.stats.pongs += 1,
+                Packet::Ping => self.send(now, &Packet::Pong),
+                Packet::Close(c) => {
+                    self.stats.gate_close = Some(c.code);
+                    self.finish(Ending::Abort);
+                }
+                Packet::Handshake(_) | Packet::Request(_) | Packet::Notify(_) => {
+                    self.stats.decode_errors += 1;
+                }
+            }
+        }
+        if self.waiting_close {
+            self.end_of_run(now);
+        }
+    }
+
+    /// The transport ended (EOF or error) from the gate's side.
+    pub fn handle_closed(&mut self) {
+        self.finish(Ending::Abort);
+    }
+
+    fn finish(&mut self, how: Ending) {
+        if self.ending == Ending::Running {
+            self.ending = how;
+            self.phase = Phase::Finished;
+            self.stats.unanswered = self.outstanding.len() as u64;
+        }
+    }
+
+    /// When the client next needs [`SimClient::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ending != Ending::Running {
+            return None;
+        }
+        let mut t = if self.waiting_close {
+            self.end + CLOSE_GRACE
+        } else {
+            self.end
+        };
+        if let Some(d) = self.drop_at {
+            t = t.min(d);
+        }
+        if !self.dribble.is_empty() {
+            t = t.min(self.next_dribble);
+        }
+        if self.phase == Phase::Open {
+            if self.interval.is_some() {
+                t = t.min(self.next_send);
+            }
+            t = t.min(self.last_sent + self.ping_interval);
+            if matches!(
+                self.behavior,
+                Behavior::GarbageBytes | Behavior::GarbageOversize | Behavior::GarbageRoute
+            ) && !self.garbage_sent
+            {
+                t = t.min(self.started);
+            }
+        }
+        Some(t)
+    }
+
+    /// Does whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ending != Ending::Running {
+            return;
+        }
+        if !self.dribble.is_empty() && now >= self.next_dribble {
+            let b = self.dribble.split_to(1);
+            self.output.extend_from_slice(&b);
+            self.next_dribble = now + Duration::from_millis(50);
+        }
+        if let Some(d) = self.drop_at {
+            if now >= d {
+                if self.behavior == Behavior::DropMidFrame && self.phase == Phase::Open {
+                    let mut frame = BytesMut::new();
+                    let req = self.request(self.next_id);
+                    self.codec.encode(&req, &mut frame).expect("within limits");
+                    let half = frame.len() / 2;
+                    self.output.extend_from_slice(&frame[..half]);
+                }
+                self.finish(Ending::Abort);
+                return;
+            }
+        }
+        if now >= self.end {
+            self.end_of_run(now);
+            return;
+        }
+        if self.phase != Phase::Open {
+            return;
+        }
+        match self.behavior {
+            Behavior::GarbageBytes | Behavior::GarbageOversize | Behavior::GarbageRoute
+                if !self.garbage_sent =>
+            {
+                self.garbage_sent = true;
+                self.send_garbage();
+                return;
+            }
+            _ => {}
+        }
+        if let Some(interval) = self.interval {
+            if now >= self.next_send {
+                let n = if self.behavior == Behavior::Burst {
+                    self.burst_size
+                } else {
+                    1
+                };
+                for _ in 0..n {
+                    if self.outstanding.len() >= self.window {
+                        break;
+                    }
+                    self.send_message(now);
+                }
+                while self.next_send <= now {
+                    self.next_send += interval;
+                }
+            }
+        }
+        if now >= self.last_sent + self.ping_interval {
+            self.stats.pings += 1;
+            self.send(now, &Packet::Ping);
+        }
+    }
+
+    /// At or past the end of the run: close gracefully once nothing is outstanding (or the grace
+    /// period is over); misbehaving clients just drop.
+    fn end_of_run(&mut self, now: Instant) {
+        if self.ending != Ending::Running {
+            return;
+        }
+        if matches!(self.behavior, Behavior::Slowloris | Behavior::SlowConsumer)
+            || (self.phase == Phase::Handshaking && self.dribble.is_empty())
+        {
+            self.finish(Ending::Abort);
+        } else if (self.outstanding.is_empty() && self.dribble.is_empty())
+            || now >= self.end + CLOSE_GRACE
+        {
+            if self.phase == Phase::Open {
+                let bye = Packet::Close(Close {
+                    code: CloseCode::Normal,
+                    reason: Text::from_static("bye"),
+                });
+                self.send(now, &bye);
+                self.finish(Ending::Graceful);
+            } else {
+                self.finish(Ending::Abort);
+            }
+        } else {
+            self.waiting_close = true;
+        }
+    }
+
+    fn request(&self, id: u32) -> Packet {
+        Packet::Request(Request::new(
+            MessageId::new(id).expect("ids start at 1"),
+            Route::from_static(ECHO_ROUTE),
+            self.body_for(id),
+        ))
+    }
+
+    fn send_message(&mut self, now: Instant) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        if self.rng.random::<f64>() < self.notify_ratio {
+            self.stats.notifies += 1;
+            let notify = Packet::Notify(Notify::new(
+                Route::from_static(ECHO_ROUTE),
+                self.body_for(id),
+            ));
+            self.send(now, &notify);
+        } else {
+            self.stats.requests += 1;
+            self.outstanding.insert(id, now);
+            let req = self.request(id);
+            self.send(now, &req);
+        }
+    }
+
+    fn send_garbage(&mut self) {
+        let bytes: Vec<u8> = match self.behavior {
+            Behavior::GarbageOversize => vec![0xff, 0xff, 0xff, 0x7f, 0x03],
+            Behavior::GarbageRoute => {
+                // A REQUEST whose route has no '/': framed correctly, invalid inside.
+                let route = b"noslash";
+                let mut f = vec![
+                    (1 + 4 + 1 + route.len()) as u8,
+                    0x03,
+                    0,
+                    0,
+                    0,
+                    1,
+                    route.len() as u8,
+                ];
+                f.extend_from_slice(route);
+                f
+            }
+            _ => {
+                // Random bytes starting with a frame that cannot be a valid packet kind.
+                let mut v = vec![0x05, 0xee];
+                let n = self.rng.random_range(8..64);
+                v.extend((0..n).map(|_| self.rng.random::<u8>()));
+                v
+            }
+        };
+        self.stats.garbage_bytes += bytes.len() as u64;
+        self.output.extend_from_slice(&bytes);
+    }
+}

@@ -1,0 +1,25 @@
+//! # gatekit-harness
+//!
+//! Simulates thousands of game clients against a gatekit gate and proves its invariants.
+//!
+//! - [`client::SimClient`]: one simulated client, sans-I/O, with seeded randomness and a behaviour
+//!   (normal, burst, drop, drop mid-frame, slow consumer, slowloris, dribble, garbage).
+//! - [`sim`]: every client and agent in one process on a virtual clock — deterministic for a seed.
+//! - [`tcp`]: the same clients over loopback sockets, against the built-in gate or `--target`.
+//! - [`scenario`]: built-in scenarios and TOML files; [`invariants`] and [`report`]: what is checked
+//!   and shown at the end of every run.
+//!
+//! The `gatekit` binary is the command-line front end (`gatekit run`, `gatekit scenarios`,
+//! `gatekit serve`).
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod fake_backend;
+pub mod invariants;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod sim;
+pub mod tcp;

@@ -1,0 +1,71 @@
+//! What a run produced, in either mode, before it is checked and reported.
+
+use crate::client::{Behavior, ClientStats};
+use crate::recorder::Recorder;
+use crate::scenario::{Mode, Scenario};
+use gatekit_agent::CloseReason;
+use hdrhistogram::Histogram;
+use std::time::{Duration, Instant};
+
+/// One connection, as seen by its client and (where known) by its agent.
+#[derive(Debug, Clone)]
+pub struct ConnRecord {
+    /// Client index.
+    pub index: u64,
+    /// Client behaviour.
+    pub behavior: Behavior,
+    /// What the client counted.
+    pub stats: ClientStats,
+    /// The session id the agent created (sim), if any.
+    pub session_id: Option<String>,
+    /// The session id the client was told in WELCOME.
+    pub client_session_id: Option<String>,
+    /// The agent's received counter.
+    pub agent_received: Option<u64>,
+    /// The agent's sent counter.
+    pub agent_sent: Option<u64>,
+    /// The most bytes the agent buffered for this connection.
+    pub max_buffered: Option<usize>,
+    /// The bound the agent promises for it.
+    pub buffer_bound: Option<usize>,
+    /// Why the agent closed it.
+    pub close_reason: Option<CloseReason>,
+    /// When the client sent packets (heartbeat scenarios only).
+    pub activity: Vec<Instant>,
+    /// When the harness bound a user id.
+    pub bound_at: Option<Instant>,
+}
+
+/// Everything a run produced.
+pub struct RunData {
+    /// Sim or TCP.
+    pub mode: Mode,
+    /// The scenario run.
+    pub scenario: Scenario,
+    /// Start of the run (virtual in sim).
+    pub started: Instant,
+    /// End of the send phase.
+    pub send_end: Instant,
+    /// When the last connection ended.
+    pub finished: Instant,
+    /// Real time taken.
+    pub wall: Duration,
+    /// Every connection.
+    pub conns: Vec<ConnRecord>,
+    /// Learner and session-store events.
+    pub recorder: Recorder,
+    /// Request → response latencies, µs.
+    pub latency_us: Histogram<u64>,
+    /// Connections that could not be opened.
+    pub connect_failures: u64,
+    /// Connections the gate refused.
+    pub refused: u64,
+    /// Sessions still registered at the end.
+    pub sessions_left: usize,
+    /// Events processed (sim).
+    pub events: u64,
+    /// Slack allowed on timing checks (0 in sim; scheduling jitter over real sockets).
+    pub timing_tolerance: Duration,
+    /// Read size the agent used (for its buffer bound).
+    pub read_size: usize,
+}
