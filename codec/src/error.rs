@@ -114,13 +114,14 @@ pub enum FrameError {
         /// The configured length adjustment.
         adjustment: i64,
     },
-    /// The stream ended in the middle of a frame (returned by `decode_eof`).
+    /// The stream ended in the middle of a frame (returned by `decode_eof`). Fatal: the stream is
+    /// over, and later calls return this error again.
     #[error("stream ended inside a frame: {buffered} bytes buffered, frame needs {needed}")]
     UnexpectedEof {
         /// Bytes of the unfinished frame that had arrived.
         buffered: usize,
-        /// Bytes the frame needs in all (header included), or the header's minimum when the header
-        /// itself was incomplete.
+        /// Bytes the frame needs in all (header included); when the header itself was cut off, the
+        /// least it could need (one more byte than arrived).
         needed: usize,
     },
 }
@@ -286,6 +287,12 @@ pub enum EncodeError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// A field that must not be empty is.
+    #[error("{field} is empty")]
+    EmptyField {
+        /// The field.
+        field: Field,
     },
     /// The bytes given for the header before the length field are not `length_field_offset` long.
     #[error("header before the length field is {len} bytes, the framing expects {expected}")]

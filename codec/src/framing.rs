@@ -436,25 +436,27 @@ impl FrameDecoder {
     /// Like [`FrameDecoder::decode`], for when the stream has ended: a partial frame left in `src`
     /// is [`FrameError::UnexpectedEof`], not `Ok(None)`.
     pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None => match self.state {
-                State::Head if src.is_empty() => Ok(None),
-                State::Head => Err(FrameError::UnexpectedEof {
-                    buffered: src.len(),
-                    needed: self.framing.offset + 1,
-                }),
-                State::Body { total, .. } => Err(FrameError::UnexpectedEof {
-                    buffered: src.len(),
-                    needed: total,
-                }),
-                State::Discard { remaining } => Err(FrameError::UnexpectedEof {
-                    buffered: 0,
-                    needed: remaining as usize,
-                }),
-                State::Failed(ref e) => Err(e.clone()),
-            },
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
         }
+        let e = match self.state {
+            State::Head if src.is_empty() => return Ok(None),
+            State::Head => FrameError::UnexpectedEof {
+                buffered: src.len(),
+                needed: src.len() + 1,
+            },
+            State::Body { total, .. } => FrameError::UnexpectedEof {
+                buffered: src.len(),
+                needed: total,
+            },
+            State::Discard { remaining } => FrameError::UnexpectedEof {
+                buffered: 0,
+                needed: usize::try_from(remaining).unwrap_or(usize::MAX),
+            },
+            State::Failed(ref e) => return Err(e.clone()),
+        };
+        self.state = State::Failed(e.clone());
+        Err(e)
     }
 
     /// Whether a fatal error has ended this decoder.
@@ -493,7 +495,7 @@ mod tests {
             d.decode_eof(&mut src),
             Err(FrameError::UnexpectedEof {
                 buffered: 1,
-                needed: 1
+                needed: 2
             })
         );
     }

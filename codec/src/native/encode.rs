@@ -40,10 +40,8 @@ pub fn encode_packet(
         Packet::Handshake(h) => check(Field::Token, h.token.len(), MAX_TOKEN_LEN)?,
         Packet::Welcome(w) => {
             if w.session_id.is_empty() {
-                return Err(EncodeError::TooLong {
+                return Err(EncodeError::EmptyField {
                     field: Field::SessionId,
-                    len: 0,
-                    max: MAX_SESSION_ID_LEN,
                 });
             }
             check(Field::SessionId, w.session_id.len(), MAX_SESSION_ID_LEN)?
