@@ -33,9 +33,14 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// The most bytes one connection buffers, whatever its client does, when the driver reads
     /// `read_size` bytes at a time: one frame plus one read of input (the agent stops reading past a
-    /// frame), and the write queue limit plus the one frame that crosses it.
+    /// frame); and the write queue limit, plus the one packet that crosses it, plus a final CLOSE
+    /// (each packet charged its bookkeeping, `PACKET_OVERHEAD`).
     pub fn buffer_bound(&self, read_size: usize) -> usize {
-        (self.max_frame_length + 4 + read_size) + (self.max_write_queue + self.max_frame_length + 4)
+        let overhead = crate::connection::PACKET_OVERHEAD;
+        let input = self.max_frame_length + 4 + read_size;
+        let largest_packet = self.max_frame_length + 4 + overhead;
+        let close = gatekit_codec::native::MAX_REASON_LEN + 2 + 4 + overhead;
+        input + self.max_write_queue + largest_packet + close
     }
 }
 

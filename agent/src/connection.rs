@@ -33,6 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Bytes charged against the write queue for each queued packet, for the bookkeeping that counts it
+/// as sent once written (so a flood of tiny packets is bounded like a flood of bytes).
+pub const PACKET_OVERHEAD: usize = 16;
+
 /// Why a connection ended. Carried by [`Action::Disconnect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CloseReason {
@@ -225,13 +229,16 @@ pub struct Connection {
     codec: NativeCodec,
     input: BytesMut,
     output: BytesMut,
-    /// Bytes handed to the driver by `poll_transmit` and not yet reported written.
-    in_transit: usize,
-    /// Packets encoded into `output` since the last `poll_transmit`.
-    output_packets: u64,
-    /// Chunks handed out by `poll_transmit`: (bytes not yet written, packets in the chunk). A
-    /// packet counts as sent once its whole chunk is written.
-    transit: VecDeque<(usize, u64)>,
+    /// Bytes of output ever queued (encoded), counted from the start of the connection.
+    queued_total: u64,
+    /// Bytes of output reported written by the driver.
+    written_total: u64,
+    /// Where each queued, not yet fully written packet ends in the output stream: a packet counts
+    /// as sent once the driver has written up to its end. Each entry is charged
+    /// [`PACKET_OVERHEAD`] bytes against the write queue, so this list is bounded too.
+    ends: VecDeque<u64>,
+    /// The peer closed its side (EOF): finish once the calls in flight are answered.
+    peer_eof: bool,
     session: Option<Arc<Session>>,
     connected: bool,
     disconnect_sent: bool,
@@ -254,7 +261,7 @@ impl fmt::Debug for Connection {
             .field("session", &self.session)
             .field("in_flight", &self.in_flight.len())
             .field("input", &self.input.len())
-            .field("output", &(self.output.len() + self.in_transit))
+            .field("output", &self.queued_output())
             .finish()
     }
 }
@@ -282,9 +289,10 @@ impl Connection {
             codec,
             input: BytesMut::new(),
             output: BytesMut::new(),
-            in_transit: 0,
-            output_packets: 0,
-            transit: VecDeque::new(),
+            queued_total: 0,
+            written_total: 0,
+            ends: VecDeque::new(),
+            peer_eof: false,
             session: None,
             connected: false,
             disconnect_sent: false,
@@ -331,15 +339,14 @@ impl Connection {
 
     /// The client's stream ended (read returned 0).
     pub fn handle_eof(&mut self, now: Instant) {
-        if matches!(self.phase, Phase::Closed) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Closed) {
+            // Already closing: the output still drains (the peer may only have half-closed).
             return;
         }
-        // Packets already received are still handled, then the connection ends.
+        // Complete packets already received are still handled, and calls in flight are answered
+        // (a client may half-close after its last request); then the connection ends with `eof`.
+        self.peer_eof = true;
         self.process_input(now);
-        if matches!(self.phase, Phase::Closed) {
-            return;
-        }
-        self.finish(CloseReason::Eof);
     }
 
     /// The transport failed.
@@ -351,17 +358,15 @@ impl Connection {
 
     /// The driver wrote `n` bytes handed out by [`Connection::poll_transmit`].
     pub fn handle_written(&mut self, n: usize) {
-        self.in_transit = self.in_transit.saturating_sub(n);
-        let mut left = n;
-        while let Some(front) = self.transit.front_mut() {
-            let k = left.min(front.0);
-            front.0 -= k;
-            left -= k;
-            if front.0 > 0 {
-                break;
-            }
-            self.counters.sent.fetch_add(front.1, Ordering::Relaxed);
-            self.transit.pop_front();
+        let unwritten = self.queued_total - self.written_total;
+        self.written_total += (n as u64).min(unwritten);
+        while self
+            .ends
+            .front()
+            .is_some_and(|&end| end <= self.written_total)
+        {
+            self.ends.pop_front();
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
         if matches!(self.phase, Phase::Closing { .. }) && self.queued_output() == 0 {
             let Phase::Closing { reason, .. } = self.phase else {
@@ -502,9 +507,6 @@ impl Connection {
             return None;
         }
         let out = std::mem::take(&mut self.output).freeze();
-        self.in_transit += out.len();
-        self.transit
-            .push_back((out.len(), std::mem::take(&mut self.output_packets)));
         Some(out)
     }
 
@@ -536,7 +538,8 @@ impl Connection {
     pub fn wants_read(&self) -> bool {
         match self.phase {
             Phase::Handshake { .. } | Phase::Open => {
-                self.in_flight.len() < self.config.max_in_flight.max(1)
+                !self.peer_eof
+                    && self.in_flight.len() < self.config.max_in_flight.max(1)
                     && self.input.len() <= self.config.max_frame_length + 4
             }
             _ => false,
@@ -601,8 +604,18 @@ impl Connection {
 
     // ----- internals -----
 
+    /// Output not yet written, in bytes, plus the bookkeeping charged per queued packet.
     fn queued_output(&self) -> usize {
-        self.output.len() + self.in_transit
+        (self.queued_total - self.written_total) as usize + PACKET_OVERHEAD * self.ends.len()
+    }
+
+    /// Encodes a packet at the end of the output and remembers where it ends.
+    fn enqueue(&mut self, packet: &Packet) -> Result<(), gatekit_codec::EncodeError> {
+        let before = self.output.len();
+        self.codec.encode(packet, &mut self.output)?;
+        self.queued_total += (self.output.len() - before) as u64;
+        self.ends.push_back(self.queued_total);
+        Ok(())
     }
 
     fn note_buffered(&mut self) {
@@ -669,6 +682,17 @@ impl Connection {
             self.input = BytesMut::new();
         }
         self.maybe_heartbeat(now);
+        if self.peer_eof {
+            match self.phase {
+                // No session was made: nothing to answer, nobody to tell.
+                Phase::Handshake { .. } => self.finish(CloseReason::Eof),
+                // Everything received is handled: flush what is queued, then end.
+                Phase::Open if self.in_flight.is_empty() => {
+                    self.close_with(now, CloseReason::Eof, None)
+                }
+                _ => {}
+            }
+        }
     }
 
     fn handle_packet(&mut self, now: Instant, packet: Packet) {
@@ -788,8 +812,7 @@ impl Connection {
 
     /// Encodes a packet into the write queue, enforcing its bound.
     fn send(&mut self, packet: &Packet) -> Result<(), PushError> {
-        self.codec.encode(packet, &mut self.output)?;
-        self.output_packets += 1;
+        self.enqueue(packet)?;
         self.note_buffered();
         if self.queued_output() > self.config.max_write_queue {
             // The client is not reading: no point queueing a CLOSE behind what it ignores.
@@ -826,13 +849,18 @@ impl Connection {
         if let Some((code, text)) = close {
             let packet = Packet::Close(Close {
                 code,
+                // The reason is cut to fit the frame limit, so the CLOSE itself is never refused.
                 reason: Text::from(
-                    truncate_utf8(&text, gatekit_codec::native::MAX_REASON_LEN).to_owned(),
+                    truncate_utf8(
+                        &text,
+                        gatekit_codec::native::MAX_REASON_LEN
+                            .min(self.config.max_frame_length.saturating_sub(2)),
+                    )
+                    .to_owned(),
                 ),
             });
-            if self.codec.encode(&packet, &mut self.output).is_ok() {
-                self.output_packets += 1;
-            }
+            let _ = self.enqueue(&packet);
+            self.note_buffered();
         }
         self.phase = Phase::Closing {
             reason,
@@ -854,10 +882,9 @@ impl Connection {
         self.in_flight.clear();
         self.input = BytesMut::new();
         self.output = BytesMut::new();
-        self.in_transit = 0;
         // Packets never written are not counted as sent.
-        self.output_packets = 0;
-        self.transit.clear();
+        self.written_total = self.queued_total;
+        self.ends.clear();
         if self.connected && !self.disconnect_sent {
             self.disconnect_sent = true;
             let session = self.session.clone().expect("connected implies a session");

@@ -185,6 +185,8 @@ pub struct SimClient {
     garbage_sent: bool,
     /// Past `end`, waiting for outstanding responses before closing.
     waiting_close: bool,
+    /// A dribbling client has flushed its queue for its final CLOSE.
+    behavior_flushed: bool,
     /// Times the client sent a packet (kept only when `track_activity`).
     pub activity: Vec<Instant>,
     track_activity: bool,
@@ -239,6 +241,7 @@ impl SimClient {
             ping_interval: scenario.ping_interval.0,
             garbage_sent: false,
             waiting_close: false,
+            behavior_flushed: false,
             activity: Vec::new(),
             track_activity: scenario.bind_users,
         };
@@ -265,7 +268,7 @@ impl SimClient {
     }
 
     fn send(&mut self, now: Instant, packet: &Packet) {
-        let target = if self.behavior == Behavior::Dribble {
+        let target = if self.behavior == Behavior::Dribble && !self.behavior_flushed {
             &mut self.dribble
         } else {
             &mut self.output
@@ -369,8 +372,14 @@ impl SimClient {
         if self.ending == Ending::Running {
             self.ending = how;
             self.phase = Phase::Finished;
-            self.stats.unanswered = self.outstanding.len() as u64;
         }
+    }
+
+    /// Final counts, once the connection is over (responses may still arrive after the client
+    /// decided to end).
+    pub fn finalize(&mut self) -> ClientStats {
+        self.stats.unanswered = self.outstanding.len() as u64;
+        std::mem::take(&mut self.stats)
     }
 
     /// When the client next needs [`SimClient::handle_timeout`].
@@ -378,16 +387,18 @@ impl SimClient {
         if self.ending != Ending::Running {
             return None;
         }
-        let mut t = if self.waiting_close {
-            self.end + CLOSE_GRACE
-        } else {
-            self.end
-        };
-        if let Some(d) = self.drop_at {
+        let dribble = (!self.dribble.is_empty()).then_some(self.next_dribble);
+        if self.waiting_close {
+            // Past the end: only the grace period and the dribble are left to wait for.
+            let grace = self.end + CLOSE_GRACE;
+            return Some(dribble.map_or(grace, |d| d.min(grace)));
+        }
+        let mut t = self.end;
+        if let Some(d) = dribble {
             t = t.min(d);
         }
-        if !self.dribble.is_empty() {
-            t = t.min(self.next_dribble);
+        if let Some(d) = self.drop_at {
+            t = t.min(d);
         }
         if self.phase == Phase::Open {
             if self.interval.is_some() {
@@ -453,7 +464,10 @@ impl SimClient {
                     1
                 };
                 for _ in 0..n {
-                    if self.outstanding.len() >= self.window {
+                    // A dribbling client sends its next message once the previous one is out.
+                    if self.outstanding.len() >= self.window
+                        || (self.behavior == Behavior::Dribble && !self.dribble.is_empty())
+                    {
                         break;
                     }
                     self.send_message(now);
@@ -483,6 +497,10 @@ impl SimClient {
             || now >= self.end + CLOSE_GRACE
         {
             if self.phase == Phase::Open {
+                // A dribbling client flushes what is left, so its CLOSE gets out.
+                let rest = self.dribble.split();
+                self.output.extend_from_slice(&rest);
+                self.behavior_flushed = true;
                 let bye = Packet::Close(Close {
                     code: CloseCode::Normal,
                     reason: Text::from_static("bye"),

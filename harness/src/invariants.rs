@@ -143,11 +143,8 @@ fn disconnects(run: &RunData) -> Verdict {
     let mut by_session: BTreeMap<&str, (Behavior, u64)> = BTreeMap::new();
     for c in &run.conns {
         let sid = c.session_id.as_deref().or(c.client_session_id.as_deref());
-        match (sid, allowed_reasons(c.behavior, pushes)) {
-            (Some(sid), _) => {
-                by_session.insert(sid, (c.behavior, c.index));
-            }
-            (None, _) => {}
+        if let Some(sid) = sid {
+            by_session.insert(sid, (c.behavior, c.index));
         }
     }
     for (sid, log) in &run.recorder.sessions {
@@ -252,7 +249,7 @@ fn heartbeats(run: &RunData) -> Verdict {
                 if due + tol >= end {
                     continue;
                 }
-                if !hb.iter().any(|&h| h > prev && h <= due + tol) && !(a <= prev + tol) {
+                if !hb.iter().any(|&h| h > prev && h <= due + tol) && a > prev + tol {
                     ok = false;
                     why = format!(
                         "activity at +{:?} but no heartbeat by +{:?}",

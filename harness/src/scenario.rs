@@ -41,7 +41,7 @@ impl std::str::FromStr for Dur {
                 ))
             }
         };
-        if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
             return Err(format!("duration {s:?} out of range"));
         }
         Ok(Dur(Duration::from_secs_f64(secs)))

@@ -87,9 +87,21 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Instant, usize, usize))
         (scenario.push_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / scenario.push_rate));
     let mut session_rng = StdRng::seed_from_u64(scenario.seed ^ 0x5e55_1011);
 
+    // A state machine that asks to be woken at the same instant forever would hang the run: cut it.
+    let mut same_instant = 0u64;
+    let same_instant_limit = 1_000_000 + 100 * scenario.clients as u64;
     while let Some(Reverse((t, _, event))) = heap.pop() {
         if t > send_end + DRAIN_LIMIT {
             break;
+        }
+        if t == now {
+            same_instant += 1;
+            if same_instant > same_instant_limit {
+                eprintln!("sim: livelock: {same_instant} events at one instant; run cut");
+                break;
+            }
+        } else {
+            same_instant = 0;
         }
         now = t;
         events += 1;
@@ -234,7 +246,8 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn record(p: Pair) -> ConnRecord {
+fn record(mut p: Pair) -> ConnRecord {
+    let stats = p.client.finalize();
     ConnRecord {
         index: p.client.index,
         behavior: p.client.behavior,
@@ -246,7 +259,7 @@ fn record(p: Pair) -> ConnRecord {
         buffer_bound: Some(p.agent.buffer_bound(READ_SIZE)),
         close_reason: p.agent.close_reason(),
         activity: p.client.activity,
-        stats: p.client.stats,
+        stats,
         bound_at: p.bound_at,
     }
 }

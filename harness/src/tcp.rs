@@ -320,7 +320,7 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
             .map(|_| agent_config(s).buffer_bound(gatekit_agent::driver::READ_SIZE)),
         close_reason: None,
         activity: std::mem::take(&mut client.activity),
-        stats: client.stats,
+        stats: client.finalize(),
         bound_at,
     })
 }
