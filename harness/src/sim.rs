@@ -52,8 +52,30 @@ struct Pair {
     results: Vec<(CallId, Option<Bytes>)>,
 }
 
+/// Deliberate defects, to show that the invariant checks fail when they should (tests only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Swallow every n-th Disconnect before the learner sees it (mqant's forgotten DisConnect).
+    pub drop_disconnects_every: Option<u64>,
+    /// The learner counts every Connect twice.
+    pub double_count_connects: bool,
+    /// Report a storage heartbeat on every packet of a bound session, unthrottled.
+    pub heartbeat_every_packet: bool,
+    /// Let the write queue bound the invariant checks use be this many bytes instead of the real one.
+    pub claimed_buffer_bound: Option<usize>,
+}
+
 /// Runs a scenario in simulation.
-pub fn run(scenario: &Scenario, mut progress: impl FnMut(Instant, usize, usize)) -> RunData {
+pub fn run(scenario: &Scenario, progress: impl FnMut(Instant, usize, usize)) -> RunData {
+    run_with(scenario, Sabotage::default(), progress)
+}
+
+/// Runs a scenario in simulation with deliberate defects (see [`Sabotage`]).
+pub fn run_with(
+    scenario: &Scenario,
+    sabotage: Sabotage,
+    mut progress: impl FnMut(Instant, usize, usize),
+) -> RunData {
     let wall = Instant::now();
     let base = Instant::now();
     let config = Arc::new(agent_config(scenario));
@@ -74,7 +96,11 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Instant, usize, usize))
             .mul_f64(i as f64 / scenario.clients as f64);
         push(&mut heap, base + offset, Event::Start(i));
     }
-    let mut recorder = Recorder::default();
+    let mut recorder = Recorder {
+        double_count: sabotage.double_count_connects,
+        ..Recorder::default()
+    };
+    let mut disconnects_seen = 0u64;
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds");
     let mut events = 0u64;
@@ -177,10 +203,11 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Instant, usize, usize))
             &mut rng,
             &mut |t, e| push(&mut heap, t, e),
             i,
+            (&sabotage, &mut disconnects_seen),
         );
         if p.agent.is_finished() && (p.closed || p.client.ending() != Ending::Running) {
             let p = pairs[i].take().expect("present");
-            records[i] = Some(record(p));
+            records[i] = Some(record(p, &sabotage));
             live -= 1;
         } else {
             p.generation += 1;
@@ -203,7 +230,7 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Instant, usize, usize))
             if p.agent.is_open() {
                 sessions_left += 1;
             }
-            records[i] = Some(record(p));
+            records[i] = Some(record(p, &sabotage));
         }
     }
     RunData {
@@ -246,7 +273,7 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn record(mut p: Pair) -> ConnRecord {
+fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
     let stats = p.client.finalize();
     ConnRecord {
         index: p.client.index,
@@ -256,7 +283,11 @@ fn record(mut p: Pair) -> ConnRecord {
         agent_received: Some(p.agent.counters().received()),
         agent_sent: Some(p.agent.counters().sent()),
         max_buffered: Some(p.agent.max_buffered_bytes()),
-        buffer_bound: Some(p.agent.buffer_bound(READ_SIZE)),
+        buffer_bound: Some(
+            sabotage
+                .claimed_buffer_bound
+                .unwrap_or_else(|| p.agent.buffer_bound(READ_SIZE)),
+        ),
         close_reason: p.agent.close_reason(),
         activity: p.client.activity,
         stats,
@@ -275,6 +306,7 @@ fn pump(
     rng: &mut StdRng,
     schedule: &mut dyn FnMut(Instant, Event),
     i: usize,
+    (sabotage, disconnects_seen): (&Sabotage, &mut u64),
 ) {
     loop {
         let mut progressed = false;
@@ -315,7 +347,15 @@ fn pump(
                         }
                     }
                 }
-                Action::Disconnect(s, reason) => recorder.disconnect(&s, reason, now),
+                Action::Disconnect(s, reason) => {
+                    *disconnects_seen += 1;
+                    let swallow = sabotage
+                        .drop_disconnects_every
+                        .is_some_and(|n| *disconnects_seen % n.max(1) == 0);
+                    if !swallow {
+                        recorder.disconnect(&s, reason, now);
+                    }
+                }
                 Action::StorageHeartbeat(s) => recorder.heartbeat(&s, now),
                 Action::Call(call) => {
                     let (lat, outcome) = sample(&scenario.backend, rng);
@@ -345,6 +385,11 @@ fn pump(
                 }
                 p.agent.handle_written(n);
                 progressed = true;
+            }
+        }
+        if sabotage.heartbeat_every_packet && progressed {
+            if let Some(s) = p.agent.session().filter(|s| s.is_bound()) {
+                recorder.heartbeat(s, now);
             }
         }
         // Socket → client.
