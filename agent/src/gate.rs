@@ -242,23 +242,27 @@ impl Gate {
     /// `server full` (or `shutdown`) when the gate is at its limit (or shutting down).
     pub fn accept(&self, stream: BoxStream, network: &str, peer: String) {
         let shared = &self.shared;
+        // Take a place first, then check: concurrent callers can never exceed the limit.
+        let before = shared.live.fetch_add(1, Ordering::AcqRel);
         let refusal = if shared.is_shutting_down() {
             Some(CloseCode::Shutdown)
-        } else if shared.live.load(Ordering::Acquire) >= shared.max_connections {
+        } else if before >= shared.max_connections {
             Some(CloseCode::ServerFull)
         } else {
             None
         };
         if let Some(code) = refusal {
+            if shared.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                shared.idle.notify_waiters();
+            }
             shared.refused.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(refuse(stream, code));
             return;
         }
         shared.accepted.fetch_add(1, Ordering::Relaxed);
-        shared.live.fetch_add(1, Ordering::AcqRel);
         let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let counters = Arc::new(Counters::default());
-        let (handle, commands) = AgentHandle::new(counters.clone());
+        let (handle, commands) = AgentHandle::new(counters.clone(), shared.config.max_frame_length);
         shared
             .conns
             .lock()
@@ -305,7 +309,9 @@ impl Gate {
         topic: Topic,
         body: impl Into<Bytes>,
     ) -> Result<(), HandleError> {
-        self.with_agent(session_id, Command::Push(topic, body.into()))
+        self.agent(session_id)
+            .ok_or(HandleError::NoSuchSession)?
+            .push(topic, body)
     }
 
     /// Closes one session's connection with `kicked`.
@@ -387,7 +393,13 @@ impl Gate {
             .collect();
         let connections = handles.len();
         for h in &handles {
-            let _ = h.command(Command::Shutdown);
+            if let Err(HandleError::Full) = h.command(Command::Shutdown) {
+                // A full command queue must not cost this client its CLOSE: wait for room.
+                let tx = h.inner.commands.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(Command::Shutdown).await;
+                });
+            }
         }
         let end = tokio::time::Instant::now() + deadline;
         self.wait_idle(end).await;

@@ -39,6 +39,14 @@ pub enum HandleError {
     /// No session with that id on this gate.
     #[error("no such session")]
     NoSuchSession,
+    /// The packet would exceed the maximum frame length; nothing was queued.
+    #[error("push of {len} bytes exceeds the maximum frame length of {max}")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
 }
 
 pub(crate) struct HandleInner {
@@ -46,6 +54,7 @@ pub(crate) struct HandleInner {
     pub(crate) counters: Arc<Counters>,
     pub(crate) session: Mutex<Option<Arc<Session>>>,
     pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) max_frame_length: usize,
 }
 
 /// A cheap, cloneable view of one connection, usable from any task: the equivalent of mqant's Agent
@@ -73,13 +82,17 @@ impl std::fmt::Debug for AgentHandle {
 pub const COMMAND_QUEUE: usize = 256;
 
 impl AgentHandle {
-    pub(crate) fn new(counters: Arc<Counters>) -> (AgentHandle, mpsc::Receiver<Command>) {
+    pub(crate) fn new(
+        counters: Arc<Counters>,
+        max_frame_length: usize,
+    ) -> (AgentHandle, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let inner = HandleInner {
             conn_time: SystemTime::now(),
             counters,
             session: Mutex::new(None),
             commands: tx,
+            max_frame_length,
         };
         (
             AgentHandle {
@@ -133,7 +146,14 @@ impl AgentHandle {
 
     /// Pushes a message to the client (mqant's `WriteMsg` / `Session.Send`).
     pub fn push(&self, topic: Topic, body: impl Into<Bytes>) -> Result<(), HandleError> {
-        self.command(Command::Push(topic, body.into()))
+        let body = body.into();
+        // Refuse here what the encoder would refuse later, where no one could be told.
+        let len = 2 + topic.as_str().len() + body.len();
+        let max = self.inner.max_frame_length;
+        if len > max {
+            return Err(HandleError::TooLarge { len, max });
+        }
+        self.command(Command::Push(topic, body))
     }
 
     /// Closes the connection with `kicked` (mqant's `Close`).

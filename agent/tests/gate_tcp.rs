@@ -570,6 +570,7 @@ async fn slow_consumer_is_closed_and_other_clients_are_unaffected() {
                 Ok(()) => pushed += 1,
                 Err(HandleError::Full) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(HandleError::NoSuchSession | HandleError::Closed) => break,
+                Err(e @ HandleError::TooLarge { .. }) => panic!("a 60 kB push fits a frame: {e}"),
             }
             assert!(
                 pushed < 20_000,

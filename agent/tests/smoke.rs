@@ -64,3 +64,40 @@ async fn loopback_request_response() {
     assert_eq!(r.aborted, 0);
     assert_eq!(gate.session_count(), 0);
 }
+
+#[tokio::test]
+async fn oversized_push_is_refused_not_lost() {
+    let gate = Gate::builder().build();
+    let (addr, _task) = gate.listen("127.0.0.1:0").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = BytesMut::new();
+    NativeCodec::default()
+        .encode(
+            &Packet::Handshake(Handshake {
+                version: 1,
+                heartbeat_secs: 0,
+                token: Bytes::new(),
+            }),
+            &mut out,
+        )
+        .unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut dec = NativeCodec::default();
+    let mut buf = BytesMut::new();
+    let sid = loop {
+        s.read_buf(&mut buf).await.unwrap();
+        if let Some(Packet::Welcome(w)) = dec.decode(&mut buf).unwrap() {
+            break w.session_id.as_str().to_owned();
+        }
+    };
+    let topic = Topic::from_static("t");
+    assert_eq!(
+        gate.push(&sid, topic.clone(), vec![0u8; 70_000]),
+        Err(HandleError::TooLarge {
+            len: 70_003,
+            max: 65_535
+        })
+    );
+    assert_eq!(gate.push(&sid, topic, vec![0u8; 100]), Ok(()));
+    gate.shutdown(std::time::Duration::from_secs(2)).await;
+}
