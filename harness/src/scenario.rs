@@ -316,7 +316,8 @@ pub fn builtins() -> Vec<Scenario> {
             clients: 1000,
             duration: Dur::secs(8),
             ramp_up: Dur::secs(1),
-            rate: 5.0,
+            rate: 4.0,
+            ping_interval: Dur::millis(200),
             ..base.clone()
         },
         Scenario {
