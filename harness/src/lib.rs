@@ -19,6 +19,7 @@ pub mod fake_backend;
 pub mod invariants;
 pub mod recorder;
 pub mod report;
+pub mod rtt;
 pub mod run;
 pub mod scenario;
 pub mod sim;

@@ -31,6 +31,34 @@ enum Command {
         #[arg(long)]
         toml: Option<String>,
     },
+    /// Round trips per second and latency of the gate next to a raw tokio echo server, in turn,
+    /// medians over several runs, and their ratio.
+    Rtt {
+        /// Connections.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Requests each connection keeps outstanding.
+        #[arg(long, default_value_t = 4)]
+        window: usize,
+        /// Request body bytes.
+        #[arg(long, default_value_t = 32)]
+        body: usize,
+        /// Measured time per run.
+        #[arg(long, default_value = "5s")]
+        seconds: Dur,
+        /// Runs per server (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Fail (exit 1) if gatekit's rate is below this fraction of the raw server's.
+        #[arg(long)]
+        min_rate_ratio: Option<f64>,
+        /// Fail (exit 1) if gatekit's p99 is above this multiple of the raw server's.
+        #[arg(long)]
+        max_p99_ratio: Option<f64>,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Runs the built-in gate with fake back ends and prints live counts.
     Serve {
         /// Address to listen on (loopback).
@@ -218,6 +246,40 @@ fn serve(addr: SocketAddr, duration: Dur, scenario: &str) -> Result<ExitCode, St
     })
 }
 
+fn rtt(
+    opts: gatekit_harness::rtt::RttOptions,
+    min_rate_ratio: Option<f64>,
+    max_p99_ratio: Option<f64>,
+    json: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    eprintln!(
+        "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server",
+        opts.clients, opts.window, opts.body, opts.measure, opts.runs
+    );
+    let summary = gatekit_harness::rtt::run(&opts, |r| {
+        eprintln!(
+            "  {:<15} {:>10.0} round trips/s  p50 {:.3} ms  p99 {:.3} ms  failures {}",
+            r.server.name(),
+            r.rate,
+            r.p50_ms,
+            r.p99_ms,
+            r.failures
+        )
+    });
+    println!("{summary}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&summary).expect("summary serialises");
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let ok = min_rate_ratio.is_none_or(|m| summary.rate_ratio >= m)
+        && max_p99_ratio.is_none_or(|m| summary.p99_ratio <= m);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -247,6 +309,27 @@ fn main() -> ExitCode {
             duration,
             scenario,
         } => serve(addr, duration, &scenario),
+        Command::Rtt {
+            clients,
+            window,
+            body,
+            seconds,
+            runs,
+            min_rate_ratio,
+            max_p99_ratio,
+            json,
+        } => rtt(
+            gatekit_harness::rtt::RttOptions {
+                clients,
+                window,
+                body,
+                measure: seconds,
+                runs,
+            },
+            min_rate_ratio,
+            max_p99_ratio,
+            json,
+        ),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,369 @@
+//! Round-trip benchmark: the gatekit gate (echo back end) side by side with a minimal tokio server
+//! that frames with tokio-util's `LengthDelimitedCodec` and echoes (no routing, no session, no
+//! counters) — the limit a gate cannot beat. Each server runs on its own one-thread runtime, the
+//! clients on another, so on a 2-core machine each side has a core.
+
+use crate::fake_backend::EchoBackend;
+use crate::scenario::{BackendProfile, Dur};
+use bytes::{Bytes, BytesMut};
+use gatekit_agent::{AgentConfig, Backends, Gate, Services};
+use gatekit_codec::{Handshake, MessageId, NativeCodec, Packet, Request, Route, PROTOCOL_VERSION};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Server {
+    /// tokio + LengthDelimitedCodec echo.
+    RawEcho,
+    /// The gatekit gate with an echo back end.
+    Gatekit,
+}
+
+impl Server {
+    /// Name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::RawEcho => "tokio LDC echo",
+            Server::Gatekit => "gatekit gate",
+        }
+    }
+}
+
+/// Options of a round-trip run.
+#[derive(Debug, Clone)]
+pub struct RttOptions {
+    /// Connections.
+    pub clients: usize,
+    /// Requests each connection keeps outstanding.
+    pub window: usize,
+    /// Request body bytes.
+    pub body: usize,
+    /// Measured time per run (after a warm-up of a quarter of it).
+    pub measure: Dur,
+    /// Repetitions (the table shows medians).
+    pub runs: usize,
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RttResult {
+    /// Server.
+    pub server: Server,
+    /// Round trips per second during the measured window.
+    pub rate: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Connections that failed.
+    pub failures: u64,
+}
+
+async fn raw_echo_server(listener: TcpListener) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut codec = LengthDelimitedCodec::new();
+            let mut input = BytesMut::with_capacity(4096);
+            let mut output = BytesMut::new();
+            loop {
+                match s.read_buf(&mut input).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                while let Ok(Some(frame)) = codec.decode(&mut input) {
+                    if codec.encode(frame.freeze(), &mut output).is_err() {
+                        return;
+                    }
+                }
+                if !output.is_empty() && s.write_all(&output).await.is_err() {
+                    return;
+                }
+                output.clear();
+            }
+        });
+    }
+}
+
+fn start_server(server: Server) -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let addr = rt.block_on(async {
+        match server {
+            Server::RawEcho => {
+                let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let a = l.local_addr().expect("addr");
+                tokio::spawn(raw_echo_server(l));
+                a
+            }
+            Server::Gatekit => {
+                let profile = BackendProfile {
+                    latency_min: Dur::millis(0),
+                    latency_max: Dur::millis(0),
+                    ..BackendProfile::default()
+                };
+                let services = Services {
+                    backends: Backends::new().with("echo", EchoBackend::new(profile, 1)),
+                    ..Services::default()
+                };
+                let config = AgentConfig {
+                    max_in_flight: 1024,
+                    ..AgentConfig::default()
+                };
+                let gate = Gate::builder()
+                    .config(config)
+                    .services(services)
+                    .max_connections(100_000)
+                    .build();
+                gate.listen("127.0.0.1:0").await.expect("bind").0
+            }
+        }
+    });
+    (rt, addr)
+}
+
+struct Shared {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    done: AtomicU64,
+    failures: AtomicU64,
+    hist: Mutex<Histogram<u64>>,
+}
+
+/// The bytes of one request frame for a server (the same payload for both).
+fn request_frame(server: Server, id: u32, body: &Bytes) -> BytesMut {
+    let req = Packet::Request(Request::new(
+        MessageId::new(id.max(1)).expect("nonzero"),
+        Route::from_static("echo/say"),
+        body.clone(),
+    ));
+    let mut native = BytesMut::new();
+    NativeCodec::default()
+        .encode(&req, &mut native)
+        .expect("fits");
+    match server {
+        Server::Gatekit => native,
+        Server::RawEcho => {
+            // LDC frames exactly the native payload (kind, id, route, body).
+            let skip = gatekit_codec::parsers::varint_len(native.len() as u32).unwrap_or(1);
+            let payload = native.split_off(skip).freeze();
+            let mut out = BytesMut::new();
+            LengthDelimitedCodec::new()
+                .encode(payload, &mut out)
+                .expect("fits");
+            out
+        }
+    }
+}
+
+async fn client(server: Server, addr: SocketAddr, opts: RttOptions, shared: Arc<Shared>) {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        shared.failures.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    let body = Bytes::from(vec![b'x'; opts.body]);
+    let mut native = NativeCodec::new(1 << 20, gatekit_codec::Oversize::Fail).expect("codec");
+    let mut ldc = LengthDelimitedCodec::new();
+    let mut input = BytesMut::with_capacity(8192);
+    let mut out = BytesMut::new();
+    if server == Server::Gatekit {
+        let hs = Packet::Handshake(Handshake {
+            version: PROTOCOL_VERSION,
+            heartbeat_secs: 0,
+            token: Bytes::new(),
+        });
+        NativeCodec::default().encode(&hs, &mut out).expect("fits");
+    }
+    // (id, sent at): the gate may answer out of order (several calls in flight), the raw echo
+    // server answers in order.
+    let mut sent: VecDeque<(u32, Instant)> = VecDeque::new();
+    let mut id = 0u32;
+    for _ in 0..opts.window {
+        id += 1;
+        out.extend_from_slice(&request_frame(server, id, &body));
+        sent.push_back((id, Instant::now()));
+    }
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let mut done = 0u64;
+    loop {
+        if !out.is_empty() {
+            if s.write_all(&out).await.is_err() {
+                shared.failures.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            out.clear();
+        }
+        match s.read_buf(&mut input).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            let answered = match server {
+                Server::Gatekit => match native.decode(&mut input) {
+                    Ok(Some(Packet::Response(r))) => Some(r.id.get()),
+                    Ok(Some(_)) => continue,
+                    _ => None,
+                },
+                Server::RawEcho => match ldc.decode(&mut input) {
+                    Ok(Some(_)) => sent.front().map(|s| s.0),
+                    _ => None,
+                },
+            };
+            let Some(answered) = answered else { break };
+            let t0 = match sent.iter().position(|s| s.0 == answered) {
+                Some(i) => sent.remove(i).map_or_else(Instant::now, |s| s.1),
+                None => continue,
+            };
+            if shared.measuring.load(Ordering::Relaxed) {
+                let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
+                done += 1;
+            }
+            if !shared.stop.load(Ordering::Relaxed) {
+                id = id.wrapping_add(1).max(1);
+                out.extend_from_slice(&request_frame(server, id, &body));
+                sent.push_back((id, Instant::now()));
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) && sent.is_empty() {
+            break;
+        }
+    }
+    shared.done.fetch_add(done, Ordering::Relaxed);
+    let _ = shared.hist.lock().expect("hist").add(&local);
+}
+
+/// Runs one server once.
+pub fn run_once(server: Server, opts: &RttOptions) -> RttResult {
+    let (server_rt, addr) = start_server(server);
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let shared = Arc::new(Shared {
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        done: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
+    });
+    let measure = opts.measure.0;
+    let elapsed = client_rt.block_on(async {
+        let tasks: Vec<_> = (0..opts.clients)
+            .map(|_| tokio::spawn(client(server, addr, opts.clone(), shared.clone())))
+            .collect();
+        tokio::time::sleep(measure / 4).await;
+        shared.measuring.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        tokio::time::sleep(measure).await;
+        shared.measuring.store(false, Ordering::Relaxed);
+        let elapsed = t.elapsed();
+        shared.stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        elapsed
+    });
+    client_rt.shutdown_timeout(Duration::from_secs(1));
+    server_rt.shutdown_timeout(Duration::from_secs(1));
+    let h = shared.hist.lock().expect("hist");
+    let q = |x: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(x) as f64 / 1000.0
+        }
+    };
+    RttResult {
+        server,
+        rate: shared.done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        failures: shared.failures.load(Ordering::Relaxed),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// The summary of several runs of both servers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RttSummary {
+    /// Every run, in order (servers alternate).
+    pub runs: Vec<RttResult>,
+    /// Median rate, p50, p99 of the raw echo server.
+    pub raw: (f64, f64, f64),
+    /// Median rate, p50, p99 of the gate.
+    pub gatekit: (f64, f64, f64),
+    /// Gate rate / raw rate.
+    pub rate_ratio: f64,
+    /// Gate p99 / raw p99.
+    pub p99_ratio: f64,
+}
+
+/// Runs both servers in turn, `opts.runs` times, and summarises.
+pub fn run(opts: &RttOptions, mut each: impl FnMut(&RttResult)) -> RttSummary {
+    let mut runs = Vec::new();
+    for _ in 0..opts.runs.max(1) {
+        for server in [Server::RawEcho, Server::Gatekit] {
+            let r = run_once(server, opts);
+            each(&r);
+            runs.push(r);
+        }
+    }
+    let med = |s: Server| {
+        let of = |f: fn(&RttResult) -> f64| {
+            median(runs.iter().filter(|r| r.server == s).map(f).collect())
+        };
+        (of(|r| r.rate), of(|r| r.p50_ms), of(|r| r.p99_ms))
+    };
+    let (raw, gatekit) = (med(Server::RawEcho), med(Server::Gatekit));
+    RttSummary {
+        rate_ratio: if raw.0 > 0.0 { gatekit.0 / raw.0 } else { 0.0 },
+        p99_ratio: if raw.2 > 0.0 { gatekit.2 / raw.2 } else { 0.0 },
+        runs,
+        raw,
+        gatekit,
+    }
+}
+
+impl std::fmt::Display for RttSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "| server | round trips/s | p50 ms | p99 ms |")?;
+        writeln!(f, "|---|---|---|---|")?;
+        for (name, (rate, p50, p99)) in [
+            (Server::RawEcho.name(), self.raw),
+            (Server::Gatekit.name(), self.gatekit),
+        ] {
+            writeln!(f, "| {name} | {rate:.0} | {p50:.3} | {p99:.3} |")?;
+        }
+        write!(
+            f,
+            "gatekit / raw: rate {:.2}× (target ≥ 0.80), p99 {:.2}× (target ≤ 1.50)",
+            self.rate_ratio, self.p99_ratio
+        )
+    }
+}
