@@ -1,0 +1,637 @@
+//! The shared corpus in `corpus/` (see `corpus/README.md`), replayed by `cargo test`:
+//!
+//! - `native/golden/*.bin`: one canonical frame per packet kind; each decodes to one packet and
+//!   re-encodes to the same bytes, and their hex is snapshotted (`snapshots/corpus__golden_hex.snap`)
+//!   so that any change of wire bytes shows up in review.
+//! - `native/malformed/*.bin` + `*.err`: bad input and the exact `Display` of the first error a
+//!   fresh decoder must give on it.
+//! - every `.bin` under `native/` and `regressions/` goes through the checks of the fuzz targets
+//!   (`fuzz/src/lib.rs`, compiled in here as a module): no panic, no loop, the same results whole
+//!   and in 1-byte chunks.
+//!
+//! The golden and malformed files are written by the generator at the end of this file, never by
+//! hand: `GATEKIT_REGENERATE_CORPUS=1 cargo test -p gatekit-codec --test corpus` rewrites them;
+//! without the variable, a test checks that the files on disk are what the generator would write.
+
+use bytes::{Bytes, BytesMut};
+use gatekit_codec::parsers::put_varint;
+use gatekit_codec::{
+    Close, CloseCode, DecodeError, Field, FrameError, Handshake, NativeCodec, Notify, Oversize,
+    Packet, PacketError, Push, Request, Response, Route, Status, Text, Topic, Welcome,
+    PROTOCOL_VERSION,
+};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// The fuzz targets' checks, shared so the corpus is replayed through the same code.
+#[allow(dead_code)]
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_checks;
+
+const REGENERATE: &str = "GATEKIT_REGENERATE_CORPUS";
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
+
+fn golden_dir() -> PathBuf {
+    corpus_dir().join("native/golden")
+}
+
+fn malformed_dir() -> PathBuf {
+    corpus_dir().join("native/malformed")
+}
+
+/// The files of `dir` ending in `.ext`, as (file stem, contents), sorted by name.
+fn files_with_ext(dir: &Path, ext: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == ext) {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            out.insert(stem, fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+/// Every `.bin` file under `dir`, recursively, sorted.
+fn bin_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            bin_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "bin") {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(" ")
+}
+
+/// The first error a fresh default decoder gives on `wire`: `decode` until an error or `Ok(None)`,
+/// then `decode_eof`.
+fn first_error(wire: &[u8]) -> Option<DecodeError> {
+    let mut codec = NativeCodec::default();
+    let mut src = BytesMut::from(wire);
+    for _ in 0..=wire.len() {
+        match codec.decode(&mut src) {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => return Some(e),
+        }
+    }
+    for _ in 0..=wire.len() {
+        match codec.decode_eof(&mut src) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        }
+    }
+    panic!("the decoder loops on {}", hex(wire));
+}
+
+/// (a) Each golden file is exactly one packet, which re-encodes to the same bytes.
+#[test]
+fn golden_files_decode_to_one_packet_and_reencode_identically() {
+    let files = files_with_ext(&golden_dir(), "bin");
+    assert!(!files.is_empty(), "no golden files");
+    for (name, wire) in &files {
+        let mut codec = NativeCodec::default();
+        let mut src = BytesMut::from(&wire[..]);
+        let packet = codec
+            .decode_eof(&mut src)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .unwrap_or_else(|| panic!("{name}: no packet"));
+        assert!(src.is_empty(), "{name}: {} bytes left", src.len());
+        assert_eq!(codec.decode_eof(&mut src), Ok(None), "{name}");
+        let mut again = BytesMut::new();
+        codec.encode(&packet, &mut again).unwrap();
+        assert_eq!(hex(&again), hex(wire), "{name}: {packet:?}");
+        fuzz_checks::native_roundtrip(&packet);
+    }
+}
+
+/// (b) Each malformed file makes a fresh decoder fail with the text of its `.err` file.
+#[test]
+fn malformed_files_give_their_error() {
+    let bins = files_with_ext(&malformed_dir(), "bin");
+    let errs = files_with_ext(&malformed_dir(), "err");
+    assert!(!bins.is_empty(), "no malformed files");
+    assert_eq!(
+        bins.keys().collect::<Vec<_>>(),
+        errs.keys().collect::<Vec<_>>(),
+        "every .bin needs its .err and the other way round"
+    );
+    for (name, wire) in &bins {
+        let expected = String::from_utf8(errs[name].clone()).unwrap();
+        let got = first_error(wire).unwrap_or_else(|| panic!("{name}: no error"));
+        assert_eq!(got.to_string(), expected, "{name}: {got:?}");
+    }
+}
+
+/// (c) Every corpus file, fuzz finds included, through the `native_decode` check, and decoded
+/// whole and one byte at a time to the same packets and errors (oversized frames fatal or skipped).
+#[test]
+fn corpus_replays_whole_and_bytewise() {
+    let mut paths = Vec::new();
+    bin_files(&corpus_dir().join("native"), &mut paths);
+    bin_files(&corpus_dir().join("regressions"), &mut paths);
+    assert!(!paths.is_empty());
+    let mut failures = Vec::new();
+    for path in &paths {
+        let data = fs::read(path).unwrap();
+        let replay = catch_unwind(AssertUnwindSafe(|| {
+            fuzz_checks::native_decode(&data);
+            for oversize in [Oversize::Fail, Oversize::Skip] {
+                let whole = fuzz_checks::decode_all(&data, data.len().max(1), oversize);
+                let bytewise = fuzz_checks::decode_all(&data, 1, oversize);
+                assert_eq!(whole, bytewise, "{oversize:?}");
+            }
+            replay_typed_regression(path, &data);
+        }));
+        if replay.is_err() {
+            failures.push(path.display().to_string());
+        }
+    }
+    assert!(failures.is_empty(), "panicked on {failures:#?}");
+}
+
+/// A fuzz find of a typed target (`framing-*.bin`, `native_roundtrip-*.bin`) holds `Arbitrary`
+/// input: with the `arbitrary` feature, replay it through that target's check too.
+#[cfg(feature = "arbitrary")]
+fn replay_typed_regression(path: &Path, data: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+    let name = path.file_name().unwrap().to_str().unwrap();
+    if name.starts_with("framing-") {
+        type Input<'a> = (gatekit_codec::FramingBuilder, &'a [u8]);
+        if let Ok((builder, bytes)) = Input::arbitrary_take_rest(Unstructured::new(data)) {
+            fuzz_checks::framing(builder, bytes);
+        }
+    } else if name.starts_with("native_roundtrip-") {
+        if let Ok(packet) = Packet::arbitrary_take_rest(Unstructured::new(data)) {
+            fuzz_checks::native_roundtrip(&packet);
+        }
+    }
+}
+
+#[cfg(not(feature = "arbitrary"))]
+fn replay_typed_regression(_: &Path, _: &[u8]) {}
+
+/// (d) The wire bytes of the golden files, for review.
+#[test]
+fn golden_hex_snapshot() {
+    let mut listing = String::new();
+    for (name, wire) in files_with_ext(&golden_dir(), "bin") {
+        writeln!(listing, "{name}: {}", hex(&wire)).unwrap();
+    }
+    insta::assert_snapshot!("golden_hex", listing);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) The generator.
+
+/// One canonical packet per kind (the examples of `docs/PROTOCOL.md`), plus a few variants.
+fn golden_packets() -> Vec<(&'static str, Packet)> {
+    let id = |n: u32| n.try_into().unwrap();
+    vec![
+        (
+            "handshake",
+            Packet::Handshake(Handshake {
+                version: PROTOCOL_VERSION,
+                heartbeat_secs: 30,
+                token: Bytes::from_static(b"tok"),
+            }),
+        ),
+        (
+            "welcome",
+            Packet::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                heartbeat_secs: 30,
+                max_frame_length: 65_535,
+                session_id: Text::from_static("s-1"),
+            }),
+        ),
+        (
+            "request",
+            Request::new(id(7), Route::from_static("chat/send"), &b"{}"[..]).into(),
+        ),
+        (
+            "request_empty_body",
+            Request::new(id(1), Route::from_static("room/join"), Bytes::new()).into(),
+        ),
+        (
+            "response",
+            Packet::Response(Response {
+                id: id(7),
+                status: Status::Ok,
+                body: Bytes::from_static(b"ok"),
+            }),
+        ),
+        (
+            "notify",
+            Notify::new(Route::from_static("chat/typing"), Bytes::new()).into(),
+        ),
+        (
+            "push",
+            Push::new(Topic::try_from("room/7").unwrap(), &b"hi"[..]).into(),
+        ),
+        ("ping", Packet::Ping),
+        ("pong", Packet::Pong),
+        (
+            "close",
+            Packet::Close(Close {
+                code: CloseCode::Kicked,
+                reason: Text::from_static("bye"),
+            }),
+        ),
+        (
+            "close_refusal_server_full",
+            Packet::Close(Close {
+                code: CloseCode::ServerFull,
+                reason: Text::default(),
+            }),
+        ),
+    ]
+}
+
+fn encode(packet: &Packet) -> Vec<u8> {
+    let mut wire = BytesMut::new();
+    NativeCodec::default().encode(packet, &mut wire).unwrap();
+    wire.to_vec()
+}
+
+/// A frame: the varint length of `parts` joined, then the parts.
+fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let frame = parts.concat();
+    let mut wire = BytesMut::new();
+    put_varint(&mut wire, frame.len().try_into().unwrap());
+    wire.extend_from_slice(&frame);
+    wire.to_vec()
+}
+
+fn packet_error(e: PacketError) -> DecodeError {
+    DecodeError::Packet(e)
+}
+
+fn frame_error(e: FrameError) -> DecodeError {
+    DecodeError::Frame(e)
+}
+
+/// Bad input and the error a fresh default decoder must give first. Offsets count from the kind
+/// byte; the errors are written out here, not taken from the decoder.
+fn malformed_cases() -> Vec<(&'static str, Vec<u8>, DecodeError)> {
+    use PacketError::*;
+    const ID7: &[u8] = &[0, 0, 0, 7];
+    let request = encode(&golden_packets()[2].1);
+    let welcome_head: &[u8] = &[0x02, PROTOCOL_VERSION, 0, 30, 0, 0, 0xff, 0xff];
+    vec![
+        // Packet kind and frame shape.
+        (
+            "unknown_kind",
+            framed(&[&[0x0a]]),
+            packet_error(UnknownKind { kind: 0x0a }),
+        ),
+        (
+            "unknown_kind_after_ping",
+            [encode(&Packet::Ping), framed(&[&[0xff, 1, 2]])].concat(),
+            packet_error(UnknownKind { kind: 0xff }),
+        ),
+        ("empty_frame", framed(&[]), packet_error(EmptyFrame)),
+        (
+            "ping_trailing_bytes",
+            framed(&[&[0x07, 0x00]]),
+            packet_error(TrailingBytes {
+                kind: "PING",
+                offset: 1,
+                extra: 1,
+            }),
+        ),
+        (
+            "pong_trailing_bytes",
+            framed(&[&[0x08], b"hi"]),
+            packet_error(TrailingBytes {
+                kind: "PONG",
+                offset: 1,
+                extra: 2,
+            }),
+        ),
+        // Message ids.
+        (
+            "zero_message_id",
+            framed(&[&[0x03, 0, 0, 0, 0, 9], b"chat/send{}"]),
+            packet_error(ZeroMessageId { offset: 1 }),
+        ),
+        (
+            "response_zero_message_id",
+            framed(&[&[0x04, 0, 0, 0, 0, 0], b"ok"]),
+            packet_error(ZeroMessageId { offset: 1 }),
+        ),
+        (
+            "message_id_truncated",
+            framed(&[&[0x03, 0, 0]]),
+            packet_error(Truncated {
+                field: Field::MessageId,
+                offset: 1,
+                needed: 4,
+                available: 2,
+            }),
+        ),
+        // Routes and topics.
+        (
+            "route_not_utf8",
+            framed(&[&[0x03], ID7, &[9], b"chat/s\xffnd"]),
+            packet_error(InvalidUtf8 {
+                field: Field::Route,
+                offset: 5,
+                bad_at: 12,
+            }),
+        ),
+        (
+            "route_without_slash",
+            framed(&[&[0x03], ID7, &[8], b"chatsend{}"]),
+            packet_error(MalformedRoute {
+                route: "chatsend".into(),
+                offset: 5,
+            }),
+        ),
+        (
+            "route_two_slashes",
+            framed(&[&[0x03], ID7, &[11], b"chat/send/x"]),
+            packet_error(MalformedRoute {
+                route: "chat/send/x".into(),
+                offset: 5,
+            }),
+        ),
+        (
+            "notify_route_without_module",
+            framed(&[&[0x05, 5], b"/send"]),
+            packet_error(MalformedRoute {
+                route: "/send".into(),
+                offset: 1,
+            }),
+        ),
+        (
+            "route_empty",
+            framed(&[&[0x03], ID7, &[0], b"{}"]),
+            packet_error(EmptyField {
+                field: Field::Route,
+                offset: 5,
+            }),
+        ),
+        (
+            "route_truncated",
+            framed(&[&[0x03], ID7, &[9], b"chat"]),
+            packet_error(Truncated {
+                field: Field::Route,
+                offset: 5,
+                needed: 10,
+                available: 5,
+            }),
+        ),
+        (
+            "topic_empty",
+            framed(&[&[0x06, 0], b"hi"]),
+            packet_error(EmptyField {
+                field: Field::Topic,
+                offset: 1,
+            }),
+        ),
+        (
+            "topic_not_utf8",
+            framed(&[&[0x06, 2, 0xff, b'a']]),
+            packet_error(InvalidUtf8 {
+                field: Field::Topic,
+                offset: 1,
+                bad_at: 2,
+            }),
+        ),
+        // Status and close codes.
+        (
+            "unknown_status",
+            framed(&[&[0x04], ID7, &[6]]),
+            packet_error(UnknownStatus {
+                value: 6,
+                offset: 5,
+            }),
+        ),
+        (
+            "status_truncated",
+            framed(&[&[0x04], ID7]),
+            packet_error(Truncated {
+                field: Field::Status,
+                offset: 5,
+                needed: 1,
+                available: 0,
+            }),
+        ),
+        (
+            "unknown_close_code",
+            framed(&[&[0x09, 13], b"bye"]),
+            packet_error(UnknownCloseCode {
+                value: 13,
+                offset: 1,
+            }),
+        ),
+        (
+            "close_code_missing",
+            framed(&[&[0x09]]),
+            packet_error(Truncated {
+                field: Field::CloseCode,
+                offset: 1,
+                needed: 1,
+                available: 0,
+            }),
+        ),
+        // Field limits and text.
+        (
+            "reason_too_long",
+            framed(&[&[0x09, 0], &[b'x'; 256]]),
+            packet_error(TooLong {
+                field: Field::Reason,
+                offset: 2,
+                len: 256,
+                max: 255,
+            }),
+        ),
+        (
+            "reason_not_utf8",
+            framed(&[&[0x09, 5], b"bye\xff"]),
+            packet_error(InvalidUtf8 {
+                field: Field::Reason,
+                offset: 2,
+                bad_at: 5,
+            }),
+        ),
+        (
+            "session_id_too_long",
+            framed(&[welcome_head, &[b's'; 65]]),
+            packet_error(TooLong {
+                field: Field::SessionId,
+                offset: 8,
+                len: 65,
+                max: 64,
+            }),
+        ),
+        (
+            "session_id_empty",
+            framed(&[welcome_head]),
+            packet_error(EmptyField {
+                field: Field::SessionId,
+                offset: 8,
+            }),
+        ),
+        (
+            "session_id_not_utf8",
+            framed(&[welcome_head, b"s-\xc3"]),
+            packet_error(InvalidUtf8 {
+                field: Field::SessionId,
+                offset: 8,
+                bad_at: 10,
+            }),
+        ),
+        (
+            "welcome_max_frame_length_truncated",
+            framed(&[&welcome_head[..6]]),
+            packet_error(Truncated {
+                field: Field::MaxFrameLength,
+                offset: 4,
+                needed: 4,
+                available: 2,
+            }),
+        ),
+        (
+            "token_too_long",
+            framed(&[&[0x01, PROTOCOL_VERSION, 0, 30], &[b't'; 4097]]),
+            packet_error(TooLong {
+                field: Field::Token,
+                offset: 4,
+                len: 4097,
+                max: 4096,
+            }),
+        ),
+        (
+            "handshake_heartbeat_truncated",
+            framed(&[&[0x01, PROTOCOL_VERSION, 0]]),
+            packet_error(Truncated {
+                field: Field::Heartbeat,
+                offset: 2,
+                needed: 2,
+                available: 1,
+            }),
+        ),
+        // Framing (all fatal).
+        (
+            "length_oversize",
+            vec![0x80, 0x80, 0x04, 0x07],
+            frame_error(FrameError::TooLarge {
+                len: 65_536,
+                max: 65_535,
+            }),
+        ),
+        (
+            "varint_too_long",
+            vec![0x80, 0x80, 0x80, 0x80, 0x01, 0x07],
+            frame_error(FrameError::VarintTooLong { max_bytes: 4 }),
+        ),
+        (
+            "varint_not_minimal",
+            vec![0x81, 0x00, 0x07],
+            frame_error(FrameError::VarintNotMinimal { bytes: 2, value: 1 }),
+        ),
+        (
+            "eof_mid_frame",
+            request[..request.len() - 1].to_vec(),
+            frame_error(FrameError::UnexpectedEof {
+                buffered: request.len() - 1,
+                needed: request.len(),
+            }),
+        ),
+        (
+            "eof_mid_length_prefix",
+            vec![0x80],
+            frame_error(FrameError::UnexpectedEof {
+                buffered: 1,
+                needed: 2,
+            }),
+        ),
+    ]
+}
+
+/// Every generated file, by path relative to `corpus/`, after checking that each golden packet
+/// round-trips and each malformed input gives its error.
+fn generated_files() -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for (name, packet) in golden_packets() {
+        let wire = encode(&packet);
+        let decoded = NativeCodec::default()
+            .decode_eof(&mut BytesMut::from(&wire[..]))
+            .unwrap();
+        assert_eq!(decoded, Some(packet), "{name}");
+        files.insert(format!("native/golden/{name}.bin").into(), wire);
+    }
+    for (name, wire, error) in malformed_cases() {
+        assert_eq!(first_error(&wire), Some(error.clone()), "{name}");
+        let path = format!("native/malformed/{name}");
+        files.insert(format!("{path}.bin").into(), wire);
+        files.insert(format!("{path}.err").into(), error.to_string().into_bytes());
+    }
+    files
+}
+
+/// The `.bin` and `.err` files now in `native/golden/` and `native/malformed/`.
+fn files_on_disk() -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for sub in ["native/golden", "native/malformed"] {
+        let Ok(entries) = fs::read_dir(corpus_dir().join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "bin" || e == "err") {
+                let rel = Path::new(sub).join(path.file_name().unwrap());
+                files.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// (e) With `GATEKIT_REGENERATE_CORPUS=1`, writes the golden and malformed files (and removes stale
+/// ones); otherwise checks that the files on disk are exactly what would be written.
+#[test]
+fn corpus_files_match_generator() {
+    let generated = generated_files();
+    let on_disk = files_on_disk();
+    if std::env::var(REGENERATE).as_deref() == Ok("1") {
+        for path in on_disk.keys().filter(|p| !generated.contains_key(*p)) {
+            fs::remove_file(corpus_dir().join(path)).unwrap();
+        }
+        for (path, bytes) in &generated {
+            let path = corpus_dir().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, bytes).unwrap();
+        }
+        return;
+    }
+    let hint = format!("regenerate with {REGENERATE}=1 cargo test -p gatekit-codec --test corpus");
+    assert_eq!(
+        on_disk.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>(),
+        "corpus files differ from the generator's; {hint}"
+    );
+    for (path, bytes) in &generated {
+        assert!(
+            on_disk[path] == *bytes,
+            "{} differs from the generator's; {hint}",
+            path.display()
+        );
+    }
+}
