@@ -129,6 +129,8 @@ pub struct ClientStats {
     pub gate_close: Option<CloseCode>,
     /// Whether the handshake was answered with WELCOME.
     pub welcomed: bool,
+    /// Closed after the grace period with requests still outstanding (it gave up waiting).
+    pub gave_up: bool,
     /// The client's own decode errors on the gate's output (should stay 0).
     pub decode_errors: u64,
 }
@@ -187,6 +189,10 @@ pub struct SimClient {
     waiting_close: bool,
     /// A dribbling client has flushed its queue for its final CLOSE.
     behavior_flushed: bool,
+    /// Bytes dribbled out so far.
+    dribbled: u64,
+    /// Where each dribbled packet ends, counted in `dribbled` bytes.
+    dribble_marks: std::collections::VecDeque<u64>,
     /// Times the client sent a packet (kept only when `track_activity`).
     pub activity: Vec<Instant>,
     track_activity: bool,
@@ -242,6 +248,8 @@ impl SimClient {
             garbage_sent: false,
             waiting_close: false,
             behavior_flushed: false,
+            dribbled: 0,
+            dribble_marks: std::collections::VecDeque::new(),
             activity: Vec::new(),
             track_activity: scenario.bind_users,
         };
@@ -268,18 +276,38 @@ impl SimClient {
     }
 
     fn send(&mut self, now: Instant, packet: &Packet) {
-        let target = if self.behavior == Behavior::Dribble && !self.behavior_flushed {
-            &mut self.dribble
-        } else {
-            &mut self.output
-        };
+        if self.behavior == Behavior::Dribble && !self.behavior_flushed {
+            // The packet is sent (and counts as activity) when its last byte is dribbled out.
+            self.codec
+                .encode(packet, &mut self.dribble)
+                .expect("client packets are within limits");
+            self.stats.packets_sent += 1;
+            self.last_sent = now;
+            self.dribble_marks
+                .push_back(self.dribbled + self.dribble.len() as u64);
+            return;
+        }
         self.codec
-            .encode(packet, target)
+            .encode(packet, &mut self.output)
             .expect("client packets are within limits");
         self.stats.packets_sent += 1;
         self.last_sent = now;
         if self.track_activity {
             self.activity.push(now);
+        }
+    }
+
+    /// Records activity for every dribbled packet whose last byte is now out.
+    fn note_dribbled(&mut self, now: Instant) {
+        while self
+            .dribble_marks
+            .front()
+            .is_some_and(|&end| end <= self.dribbled)
+        {
+            self.dribble_marks.pop_front();
+            if self.track_activity {
+                self.activity.push(now);
+            }
         }
     }
 
@@ -425,6 +453,8 @@ impl SimClient {
             let b = self.dribble.split_to(1);
             self.output.extend_from_slice(&b);
             self.next_dribble = now + Duration::from_millis(50);
+            self.dribbled += 1;
+            self.note_dribbled(now);
         }
         if let Some(d) = self.drop_at {
             if now >= d {
@@ -497,9 +527,12 @@ impl SimClient {
             || now >= self.end + CLOSE_GRACE
         {
             if self.phase == Phase::Open {
+                self.stats.gave_up = !self.outstanding.is_empty() || !self.dribble.is_empty();
                 // A dribbling client flushes what is left, so its CLOSE gets out.
                 let rest = self.dribble.split();
                 self.output.extend_from_slice(&rest);
+                self.dribbled += rest.len() as u64;
+                self.note_dribbled(now);
                 self.behavior_flushed = true;
                 let bye = Packet::Close(Close {
                     code: CloseCode::Normal,

@@ -47,6 +47,8 @@ pub struct ThresholdResult {
     pub actual: f64,
     /// Whether it passed.
     pub passed: bool,
+    /// The unit of `limit` and `actual`.
+    pub unit: &'static str,
 }
 
 /// The report of a run.
@@ -177,6 +179,7 @@ impl Report {
                 limit,
                 actual: latency.p99_ms,
                 passed: latency.p99_ms <= limit,
+                unit: "ms",
             });
         }
         if let Some(min) = thresholds.min_rate {
@@ -186,6 +189,7 @@ impl Report {
                 limit: min,
                 actual,
                 passed: actual >= min,
+                unit: "/s",
             });
         }
         if let Some(max) = thresholds.max_error_rate {
@@ -197,6 +201,7 @@ impl Report {
                 limit: max,
                 actual,
                 passed: actual <= max,
+                unit: "",
             });
         }
         Report {
@@ -299,10 +304,11 @@ impl fmt::Display for Report {
             for t in &self.thresholds {
                 writeln!(
                     f,
-                    "  {:<28} {} (actual {})",
+                    "  {:<28} {} (actual {}{})",
                     t.name,
                     if t.passed { "passed" } else { "FAILED" },
-                    t.actual
+                    t.actual,
+                    t.unit
                 )?;
             }
         }

@@ -50,6 +50,9 @@ struct Pair {
     closed: bool,
     bound_at: Option<Instant>,
     results: Vec<(CallId, Option<Bytes>)>,
+    /// When the agent decoded packets from this client (heartbeat scenarios): activity as the
+    /// gate sees it, which back-pressure may delay past the client's send.
+    activity: Vec<Instant>,
 }
 
 /// Deliberate defects, to show that the invariant checks fail when they should (tests only).
@@ -106,6 +109,7 @@ pub fn run_with(
     let mut events = 0u64;
     let mut live = 0usize;
     let mut now = base;
+    let mut last_end = base;
     let mut last_progress = base;
     let push_topic = Topic::from_static("push/tick");
     let push_body = Bytes::from(vec![b'p'; scenario.body_size]);
@@ -150,6 +154,7 @@ pub fn run_with(
                     closed: false,
                     bound_at: None,
                     results: Vec::new(),
+                    activity: Vec::new(),
                 });
                 live += 1;
                 if let Some(every) = push_every {
@@ -209,6 +214,7 @@ pub fn run_with(
             let p = pairs[i].take().expect("present");
             records[i] = Some(record(p, &sabotage));
             live -= 1;
+            last_end = now;
         } else {
             p.generation += 1;
             let t = min_opt(p.client.poll_timeout(), p.agent.poll_timeout());
@@ -238,7 +244,13 @@ pub fn run_with(
         scenario: scenario.clone(),
         started: base,
         send_end,
-        finished: now,
+        // When the last connection ended (stale timer events may come later), or where the run
+        // was cut.
+        finished: if sessions_left == 0 && live == 0 {
+            last_end
+        } else {
+            now
+        },
         wall: wall.elapsed(),
         conns: records.into_iter().flatten().collect(),
         recorder,
@@ -289,7 +301,7 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
                 .unwrap_or_else(|| p.agent.buffer_bound(READ_SIZE)),
         ),
         close_reason: p.agent.close_reason(),
-        activity: p.client.activity,
+        activity: p.activity,
         stats,
         bound_at: p.bound_at,
     }
@@ -298,6 +310,35 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
 /// Moves bytes and actions between a client and its agent until neither has anything to do now.
 #[allow(clippy::too_many_arguments)]
 fn pump(
+    p: &mut Pair,
+    now: Instant,
+    recorder: &mut Recorder,
+    latency: &mut Histogram<u64>,
+    scenario: &Scenario,
+    rng: &mut StdRng,
+    schedule: &mut dyn FnMut(Instant, Event),
+    i: usize,
+    (sabotage, disconnects_seen): (&Sabotage, &mut u64),
+) {
+    let received_before = p.agent.counters().received();
+    pump_steps(
+        p,
+        now,
+        recorder,
+        latency,
+        scenario,
+        rng,
+        schedule,
+        i,
+        (sabotage, disconnects_seen),
+    );
+    if scenario.bind_users && p.agent.counters().received() > received_before {
+        p.activity.push(now);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pump_steps(
     p: &mut Pair,
     now: Instant,
     recorder: &mut Recorder,

@@ -1,0 +1,305 @@
+//! The `gatekit` command line, run as a process: listing and printing scenarios, sim and loopback
+//! TCP runs, JSON output, thresholds and exit codes (0 pass, 1 fail, 2 usage or setup error).
+
+use gatekit_harness::scenario::{self, Scenario};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `gatekit` with `args`; kills it and fails if it takes longer than `limit`.
+fn gatekit(args: &[&str], limit: Duration) -> Out {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatekit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gatekit");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).expect("read stdout");
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).expect("read stderr");
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "gatekit {args:?} still running after {limit:?}; killed\n{}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code(),
+        stdout: out.join().expect("stdout thread"),
+        stderr: err.join().expect("stderr thread"),
+        took: start.elapsed(),
+    }
+}
+
+const QUICK: Duration = Duration::from_secs(60);
+
+/// A path in the temp directory no other test or process uses.
+fn temp_path(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    std::env::temp_dir().join(format!(
+        "gatekit-cli-test-{}-{nanos}-{name}",
+        std::process::id()
+    ))
+}
+
+/// Removes the file when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn scenarios_lists_every_builtin() {
+    let out = gatekit(&["scenarios"], QUICK);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let builtins = scenario::builtins();
+    assert_eq!(lines.len(), builtins.len(), "{out:?}");
+    for s in &builtins {
+        let line = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(s.name.as_str()))
+            .unwrap_or_else(|| panic!("{} not listed: {out:?}", s.name));
+        assert!(line.contains(&s.description), "{line}");
+        assert!(line.contains(&format!("{} clients", s.clients)), "{line}");
+    }
+}
+
+#[test]
+fn scenario_toml_parses_back() {
+    for name in ["steady", "churn", "heartbeat"] {
+        let out = gatekit(&["scenarios", "--toml", name], QUICK);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let parsed = Scenario::from_toml(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", out.stdout));
+        assert_eq!(Some(parsed), scenario::builtin(name), "{name}");
+    }
+    let out = gatekit(&["scenarios", "--toml", "no_such_scenario"], QUICK);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("no_such_scenario"), "{out:?}");
+}
+
+#[test]
+fn sim_run_passes_and_writes_json() {
+    let json = TempFile(temp_path("report.json"));
+    let path = json.0.to_str().expect("utf-8 temp path");
+    let out = gatekit(
+        &[
+            "run",
+            "--scenario",
+            "steady",
+            "--mode",
+            "sim",
+            "--clients",
+            "50",
+            "--duration",
+            "2s",
+            "--json",
+            path,
+        ],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("scenario steady"), "{out:?}");
+    assert!(out.stdout.contains("sim (virtual clock)"), "{out:?}");
+    assert!(out.stdout.contains("50 clients"), "{out:?}");
+    assert!(
+        out.stdout.trim_end().ends_with("result        PASS"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("VIOLATED"), "{out:?}");
+    let text = std::fs::read_to_string(&json.0).expect("JSON report written");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report parses");
+    assert_eq!(v["scenario"], "steady");
+    assert_eq!(v["mode"], "sim");
+    assert_eq!(v["clients"], 50);
+    assert_eq!(v["connections"]["welcomed"], 50);
+    let invariants = v["invariants"].as_array().expect("invariants array");
+    let names: Vec<&str> = invariants
+        .iter()
+        .map(|i| i["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "counters",
+            "nothing_lost",
+            "disconnect",
+            "heartbeat",
+            "memory"
+        ]
+    );
+    for i in invariants {
+        assert_eq!(i["violations"], 0, "{i}");
+        assert!(i["checked"].as_u64().expect("checked") > 0, "{i}");
+    }
+    assert_eq!(v["thresholds"], serde_json::json!([]));
+}
+
+#[test]
+fn an_unreachable_threshold_exits_1() {
+    for threshold in [["--max-p99", "0ms"], ["--min-rate", "1e12"]] {
+        let mut args = vec![
+            "run",
+            "--scenario",
+            "steady",
+            "--mode",
+            "sim",
+            "--clients",
+            "20",
+            "--duration",
+            "1s",
+        ];
+        args.extend(threshold);
+        let out = gatekit(&args, QUICK);
+        assert_eq!(out.code, Some(1), "{threshold:?}: {out:?}");
+        assert!(out.stdout.contains("FAILED"), "{out:?}");
+        assert!(
+            out.stdout.trim_end().ends_with("result        FAIL"),
+            "{out:?}"
+        );
+        // The invariants themselves held: only the threshold failed.
+        assert!(!out.stdout.contains("VIOLATED"), "{out:?}");
+    }
+}
+
+#[test]
+fn an_unknown_scenario_exits_2() {
+    let out = gatekit(
+        &["run", "--scenario", "no_such_scenario", "--mode", "sim"],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no built-in scenario \"no_such_scenario\""),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("gatekit scenarios"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_scenario_file_with_an_unknown_key_exits_2() {
+    let file = TempFile(temp_path("bad.toml"));
+    let mut text = String::from("clientz = 3\n");
+    text.push_str(&scenario::builtin("steady").expect("steady").to_toml());
+    std::fs::write(&file.0, text).expect("write scenario");
+    let path = file.0.to_str().expect("utf-8 temp path");
+    let out = gatekit(&["run", "--file", path, "--mode", "sim"], QUICK);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("clientz"), "{out:?}");
+    assert!(out.stderr.contains(path), "names the file: {out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    // The same file without the bad key runs.
+    let good = TempFile(temp_path("good.toml"));
+    let mut s = scenario::builtin("steady").expect("steady");
+    s.clients = 10;
+    s.duration = "1s".parse().expect("duration");
+    std::fs::write(&good.0, s.to_toml()).expect("write scenario");
+    let path = good.0.to_str().expect("utf-8 temp path");
+    let out = gatekit(&["run", "--file", path, "--mode", "sim"], QUICK);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("10 clients"), "{out:?}");
+}
+
+#[test]
+fn a_non_loopback_target_is_refused() {
+    // 10.1.2.3 is not routed here; a connection attempt would hang or fail later, not say this.
+    let out = gatekit(
+        &[
+            "run",
+            "--scenario",
+            "steady",
+            "--clients",
+            "1",
+            "--duration",
+            "1s",
+            "--target",
+            "10.1.2.3:7000",
+        ],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("10.1.2.3:7000"), "{out:?}");
+    assert!(out.stderr.contains("loopback"), "{out:?}");
+    assert!(out.stdout.is_empty(), "no report: {out:?}");
+    assert!(out.took < Duration::from_secs(10), "{out:?}");
+
+    // `serve` refuses to listen on it too.
+    let out = gatekit(
+        &["serve", "--addr", "10.1.2.3:7000", "--duration", "1s"],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("loopback"), "{out:?}");
+}
+
+#[test]
+fn a_small_tcp_run_passes() {
+    let out = gatekit(
+        &[
+            "run",
+            "--mode",
+            "tcp",
+            "--scenario",
+            "steady",
+            "--clients",
+            "20",
+            "--duration",
+            "1s",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("tcp (loopback)"), "{out:?}");
+    assert!(out.stdout.contains("20 clients"), "{out:?}");
+    assert!(
+        out.stdout.trim_end().ends_with("result        PASS"),
+        "{out:?}"
+    );
+}
