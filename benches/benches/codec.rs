@@ -8,56 +8,17 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gatekit_codec::{MessageId, NativeCodec, Oversize, Packet, Request, Route};
+use gatekit_codec::Packet;
 use std::hint::black_box;
 use std::time::Duration;
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder};
 
-/// Frames per benchmark iteration.
-const FRAMES: usize = 1000;
-const BODIES: [usize; 3] = [16, 256, 16 * 1024];
+use gatekit_benches::workload::{request, Workload, BODIES, FRAMES};
+use gatekit_benches::{ldc, native_codec};
 
-fn request(i: usize, body: usize) -> Packet {
-    let id = MessageId::new(i as u32 + 1).unwrap();
-    Packet::Request(Request::new(
-        id,
-        Route::from_static("chat/send"),
-        vec![b'x'; body],
-    ))
-}
-
-fn native_codec() -> NativeCodec {
-    NativeCodec::new(1 << 20, Oversize::Fail).unwrap()
-}
-
-fn ldc() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(1 << 20)
-        .new_codec()
-}
-
-/// The native wire bytes of FRAMES requests, and the same frames' payloads for LDC.
 fn inputs(body: usize) -> (BytesMut, BytesMut, Vec<Packet>, Vec<Bytes>) {
-    let codec = native_codec();
-    let mut native = BytesMut::new();
-    let mut ldc_wire = BytesMut::new();
-    let mut packets = Vec::new();
-    let mut payloads = Vec::new();
-    for i in 0..FRAMES {
-        let p = request(i, body);
-        let mut one = BytesMut::new();
-        codec.encode(&p, &mut one).unwrap();
-        native.extend_from_slice(&one);
-        let payload = Bytes::copy_from_slice(
-            &one[gatekit_codec::parsers::varint_len(one.len() as u32).unwrap()..],
-        );
-        let payload = payload.slice(one.len() - payload.len()..);
-        ldc_wire.put_u32(payload.len() as u32);
-        ldc_wire.extend_from_slice(&payload);
-        packets.push(p);
-        payloads.push(payload);
-    }
-    (native, ldc_wire, packets, payloads)
+    let w = Workload::new(body);
+    (w.native, w.ldc, w.packets, w.payloads)
 }
 
 fn decode(c: &mut Criterion) {
