@@ -252,6 +252,7 @@ pub struct Connection {
     counters: Arc<Counters>,
     max_buffered: usize,
     reason: Option<CloseReason>,
+    closing_at: Option<Instant>,
 }
 
 impl fmt::Debug for Connection {
@@ -306,6 +307,7 @@ impl Connection {
             counters,
             max_buffered: 0,
             reason: None,
+            closing_at: None,
             info,
             config,
         }
@@ -843,6 +845,7 @@ impl Connection {
         }
         self.counters.closed.store(true, Ordering::Release);
         self.reason.get_or_insert(reason);
+        self.closing_at.get_or_insert(now);
         // Calls in flight are abandoned: late results are ignored.
         self.in_flight.clear();
         self.input = BytesMut::new();
@@ -895,6 +898,12 @@ impl Connection {
     /// Why the connection is closing or closed, once it is.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.reason
+    }
+
+    /// When the connection started closing (stopped serving its session), if it has and the
+    /// close went through a lingering CLOSE; `finish` without linger leaves it unset.
+    pub fn closing_at(&self) -> Option<Instant> {
+        self.closing_at
     }
 }
 

@@ -207,6 +207,20 @@ fn heartbeats(run: &RunData) -> Verdict {
     );
     let interval = run.scenario.gate.heartbeat.0;
     let tol = run.timing_tolerance;
+    // When each session stopped being served: the start of a lingering close if known (sim), else
+    // its Disconnect less the longest linger (tcp: the close decision is not observed).
+    let closing: BTreeMap<&str, Instant> = run
+        .conns
+        .iter()
+        .filter_map(|c| {
+            let sid = c.session_id.as_deref().or(c.client_session_id.as_deref())?;
+            Some((sid, c.closing_at?))
+        })
+        .collect();
+    let linger = match run.mode {
+        crate::scenario::Mode::Sim => std::time::Duration::ZERO,
+        crate::scenario::Mode::Tcp => gatekit_agent::AgentConfig::default().close_linger,
+    };
     let activity: BTreeMap<&str, &[Instant]> = run
         .conns
         .iter()
@@ -229,6 +243,11 @@ fn heartbeats(run: &RunData) -> Verdict {
             continue;
         };
         let end = log.disconnects.first().map(|d| d.0).unwrap_or(run.finished);
+        let served_until = closing
+            .get(sid.as_str())
+            .copied()
+            .unwrap_or_else(|| end.checked_sub(linger).unwrap_or(end))
+            .min(end);
         let connected = end.saturating_duration_since(log.connect_at.unwrap_or(bind));
         let max = (connected.as_nanos() / interval.as_nanos().max(1)) as usize + 1;
         let spaced = hb.windows(2).all(|w| w[1] + tol >= w[0] + interval);
@@ -248,7 +267,7 @@ fn heartbeats(run: &RunData) -> Verdict {
                     break;
                 };
                 let due = a.max(prev + interval);
-                if due + tol >= end {
+                if due + tol >= served_until {
                     continue;
                 }
                 if !hb.iter().any(|&h| h > prev && h <= due + tol) && a > prev + tol {

@@ -34,6 +34,8 @@ pub struct ConnRecord {
     pub activity: Vec<Instant>,
     /// When the harness bound a user id.
     pub bound_at: Option<Instant>,
+    /// When the agent started closing (sim), if it lingered before its Disconnect.
+    pub closing_at: Option<Instant>,
 }
 
 /// Everything a run produced.

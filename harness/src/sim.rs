@@ -302,6 +302,7 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
         ),
         close_reason: p.agent.close_reason(),
         activity: p.activity,
+        closing_at: p.agent.closing_at(),
         stats,
         bound_at: p.bound_at,
     }

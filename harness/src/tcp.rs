@@ -322,5 +322,6 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
         activity: std::mem::take(&mut client.activity),
         stats: client.finalize(),
         bound_at,
+        closing_at: None,
     })
 }

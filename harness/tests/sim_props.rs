@@ -387,3 +387,51 @@ fn regression_finished_is_when_the_last_connection_ended() {
         );
     }
 }
+
+/// Found by `every_invariant_holds_in_random_scenarios`: a bound slow consumer drops at the end of
+/// the send phase; the gate lingers 2 s in Closing (its output is stuck) and, rightly, sends no
+/// storage heartbeat while closing. The heartbeat check must end a session's "served" time when
+/// it starts closing, not at its Disconnect.
+#[test]
+fn regression_no_heartbeat_owed_while_lingering_in_close() {
+    let s = Scenario::from_toml(
+        r#"
+name = "prop"
+clients = 8
+duration = "2s"
+ramp_up = "1519ms"
+rate = 1.4150621775915118
+window = 1
+notify_ratio = 0.0
+body_size = 1298
+burst_size = 1
+ping_interval = "20s"
+bind_users = true
+push_rate = 28.137520588462458
+seed = 14377700910984247269
+
+[mix]
+normal = 0.062764673029703
+drop = 0.22502164145739265
+slow_consumer = 0.4721926128510854
+slowloris = 0.44907172655450694
+dribble = 0.11631011805877749
+garbage = 0.27253419595787515
+
+[backend]
+latency_min = "187ms"
+latency_max = "475ms"
+error_rate = 0.14882717354138225
+timeout_rate = 0.04321613244019916
+panic_rate = 0.1828852787395586
+
+[gate]
+heartbeat = "4s"
+backend_timeout = "3s"
+max_in_flight = 3
+max_write_queue = 81728
+"#,
+    )
+    .unwrap();
+    assert_scenario_passes(&s);
+}
