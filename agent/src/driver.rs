@@ -4,8 +4,9 @@
 use crate::connection::{Action, CallId, CallResult, Connection};
 use crate::handle::Command;
 use crate::registration::Registration;
-use crate::services::{BackendError, Services};
+use crate::services::{BackendError, BoxFuture, Services};
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -34,45 +35,61 @@ pub async fn run<S>(
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (results_tx, mut results) = mpsc::unbounded_channel::<(CallId, CallResult)>();
+    // Back-end calls run on this connection's task (no spawn, no channel per call); a call that
+    // outlives its limit is dropped.
+    let mut calls: FuturesUnordered<BoxFuture<(CallId, Option<CallResult>)>> =
+        FuturesUnordered::new();
     let mut pending: Option<Bytes> = None;
     let mut read_buf = BytesMut::new();
     let mut commands_open = true;
     let call_limit = conn_call_limit(&conn);
     loop {
-        while let Some(action) = conn.poll_action() {
-            match action {
-                Action::Connect(session) => registration.connect(session),
-                Action::Disconnect(_, reason) => registration.disconnect(reason),
-                Action::StorageHeartbeat(session) => services.store.heartbeat(&session),
-                Action::Call(call) => {
-                    let Some(backend) = services.backends.route(call.route.module()).cloned()
-                    else {
-                        conn.handle_call_result(now(), call.id, CallResult::NotFound);
-                        continue;
-                    };
-                    let tx = results_tx.clone();
-                    let id = call.id;
-                    tokio::spawn(async move {
-                        let fut = AssertUnwindSafe(async move {
-                            backend
-                                .call(call.session, call.route.func(), call.body)
-                                .await
-                        })
-                        .catch_unwind();
-                        // The state machine answers `timeout` on its own; this only makes sure a
-                        // back end that never returns does not keep its task forever.
-                        let result = match tokio::time::timeout(call_limit, fut).await {
-                            Err(_) => return,
-                            Ok(Err(_panic)) => CallResult::Panicked,
-                            Ok(Ok(Ok(body))) => CallResult::Ok(body),
-                            Ok(Ok(Err(BackendError::NotFound))) => CallResult::NotFound,
-                            Ok(Ok(Err(BackendError::Busy))) => CallResult::Busy,
-                            Ok(Ok(Err(BackendError::Failed(b)))) => CallResult::Failed(b),
+        // Handle actions and every back-end result already available before writing, so the
+        // answers to a batch of requests leave in one write.
+        loop {
+            while let Some(action) = conn.poll_action() {
+                match action {
+                    Action::Connect(session) => registration.connect(session),
+                    Action::Disconnect(_, reason) => registration.disconnect(reason),
+                    Action::StorageHeartbeat(session) => services.store.heartbeat(&session),
+                    Action::Call(call) => {
+                        let Some(backend) = services.backends.route(call.route.module()).cloned()
+                        else {
+                            conn.handle_call_result(now(), call.id, CallResult::NotFound);
+                            continue;
                         };
-                        let _ = tx.send((id, result));
-                    });
+                        let id = call.id;
+                        calls.push(Box::pin(async move {
+                            let fut = AssertUnwindSafe(async move {
+                                backend
+                                    .call(call.session, call.route.func(), call.body)
+                                    .await
+                            })
+                            .catch_unwind();
+                            // The state machine answers `timeout` on its own; this only makes sure a
+                            // back end that never returns is not kept forever.
+                            let result = match tokio::time::timeout(call_limit, fut).await {
+                                Err(_) => None,
+                                Ok(Err(_panic)) => Some(CallResult::Panicked),
+                                Ok(Ok(Ok(body))) => Some(CallResult::Ok(body)),
+                                Ok(Ok(Err(BackendError::NotFound))) => Some(CallResult::NotFound),
+                                Ok(Ok(Err(BackendError::Busy))) => Some(CallResult::Busy),
+                                Ok(Ok(Err(BackendError::Failed(b)))) => Some(CallResult::Failed(b)),
+                            };
+                            (id, result)
+                        }));
+                    }
                 }
+            }
+            let mut answered = false;
+            while let Some(Some((id, result))) = calls.next().now_or_never() {
+                if let Some(result) = result {
+                    conn.handle_call_result(now(), id, result);
+                }
+                answered = true;
+            }
+            if !answered {
+                break;
             }
         }
         if conn.is_finished() {
@@ -101,7 +118,11 @@ pub async fn run<S>(
                     }
                 }
             }
-            Some((id, result)) = results.recv() => conn.handle_call_result(now(), id, result),
+            Some((id, result)) = calls.next(), if !calls.is_empty() => {
+                if let Some(result) = result {
+                    conn.handle_call_result(now(), id, result);
+                }
+            }
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(cmd) => {
                     apply(&mut conn, cmd);
