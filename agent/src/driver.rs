@@ -42,6 +42,8 @@ pub async fn run<S>(
     let mut pending: Option<Bytes> = None;
     let mut read_buf = BytesMut::new();
     let mut commands_open = true;
+    let mut sleep = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+    let mut armed: Option<tokio::time::Instant> = None;
     let call_limit = conn_call_limit(&conn);
     loop {
         // Handle actions and every back-end result already available before writing, so the
@@ -103,6 +105,14 @@ pub async fn run<S>(
             read_buf.reserve(READ_SIZE);
         }
         let timer = conn.poll_timeout().map(tokio::time::Instant::from_std);
+        // One timer per connection, moved only when the deadline changes (registering a new timer
+        // on every loop turn costs more than the rest of the turn).
+        if let Some(t) = timer {
+            if armed != Some(t) {
+                sleep.as_mut().reset(t);
+                armed = Some(t);
+            }
+        }
         tokio::select! {
             biased;
             written = async { wr.write(pending.as_ref().expect("guarded")).await }, if pending.is_some() => {
@@ -143,18 +153,15 @@ pub async fn run<S>(
                 }
                 Err(_) => conn.handle_io_error(now()),
             },
-            _ = sleep_until(timer), if timer.is_some() => conn.handle_timeout(now()),
+            _ = &mut sleep, if timer.is_some() => {
+                armed = None;
+                conn.handle_timeout(now());
+            }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
 }
 
-async fn sleep_until(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
 
 fn conn_call_limit(conn: &Connection) -> Duration {
     // A little past the state machine's own deadline.
