@@ -162,7 +162,6 @@ pub async fn run<S>(
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
 }
 
-
 fn conn_call_limit(conn: &Connection) -> Duration {
     // A little past the state machine's own deadline.
     conn.config().backend_timeout + Duration::from_secs(1)
