@@ -322,34 +322,6 @@ fn pump(
     (sabotage, disconnects_seen): (&Sabotage, &mut u64),
 ) {
     let received_before = p.agent.counters().received();
-    pump_steps(
-        p,
-        now,
-        recorder,
-        latency,
-        scenario,
-        rng,
-        schedule,
-        i,
-        (sabotage, disconnects_seen),
-    );
-    if scenario.bind_users && p.agent.counters().received() > received_before {
-        p.activity.push(now);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pump_steps(
-    p: &mut Pair,
-    now: Instant,
-    recorder: &mut Recorder,
-    latency: &mut Histogram<u64>,
-    scenario: &Scenario,
-    rng: &mut StdRng,
-    schedule: &mut dyn FnMut(Instant, Event),
-    i: usize,
-    (sabotage, disconnects_seen): (&Sabotage, &mut u64),
-) {
     loop {
         let mut progressed = false;
         // Client → pipe.
@@ -449,5 +421,8 @@ fn pump_steps(
         if !progressed {
             break;
         }
+    }
+    if scenario.bind_users && p.agent.counters().received() > received_before {
+        p.activity.push(now);
     }
 }
