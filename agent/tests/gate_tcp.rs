@@ -2,15 +2,18 @@
 //! ordering, back-pressure, slow consumers, protocol errors, kick, broadcast, connection limits,
 //! graceful shutdown and custom agent factories. Every test is bounded by `tokio::time::timeout`.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::{req, Client, Ev, RecLearner};
 use gatekit_agent::*;
 use gatekit_codec::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -28,204 +31,6 @@ async fn until(mut cond: impl FnMut() -> bool) {
     while !cond() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-// ----- recording learner -----
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
-    Connect(String),
-    Disconnect(String, CloseReason),
-}
-
-#[derive(Default)]
-struct RecLearner {
-    events: Mutex<Vec<Ev>>,
-}
-
-impl RecLearner {
-    fn events(&self) -> Vec<Ev> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn disconnects(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| matches!(e, Ev::Disconnect(..)))
-            .count()
-    }
-
-    fn connects(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| matches!(e, Ev::Connect(..)))
-            .count()
-    }
-
-    /// Checks that every session has exactly one Connect followed by exactly one Disconnect, and
-    /// returns each session's disconnect reason.
-    fn lifecycles(&self) -> BTreeMap<String, CloseReason> {
-        let events = self.events();
-        let mut connected: HashMap<String, usize> = HashMap::new();
-        let mut out = BTreeMap::new();
-        for (i, e) in events.iter().enumerate() {
-            match e {
-                Ev::Connect(s) => {
-                    assert!(
-                        connected.insert(s.clone(), i).is_none(),
-                        "second Connect for {s}"
-                    );
-                }
-                Ev::Disconnect(s, r) => {
-                    assert!(
-                        connected.contains_key(s),
-                        "Disconnect for {s} before (or without) its Connect"
-                    );
-                    assert!(
-                        out.insert(s.clone(), *r).is_none(),
-                        "second Disconnect for {s}"
-                    );
-                }
-            }
-        }
-        let missing: Vec<_> = connected.keys().filter(|s| !out.contains_key(*s)).collect();
-        assert!(
-            missing.is_empty(),
-            "sessions without Disconnect: {missing:?}"
-        );
-        out
-    }
-}
-
-impl Learner for RecLearner {
-    fn connect(&self, s: &Session) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Ev::Connect(s.session_id.clone()));
-    }
-    fn disconnect(&self, s: &Session, reason: CloseReason) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Ev::Disconnect(s.session_id.clone(), reason));
-    }
-}
-
-// ----- client -----
-
-struct Client<S> {
-    io: S,
-    codec: NativeCodec,
-    buf: BytesMut,
-}
-
-impl Client<TcpStream> {
-    async fn connect(addr: SocketAddr) -> Self {
-        Client::new(TcpStream::connect(addr).await.expect("connect"))
-    }
-}
-
-impl<S: AsyncRead + Unpin> Client<S> {
-    fn new(io: S) -> Self {
-        Client {
-            io,
-            codec: NativeCodec::default(),
-            buf: BytesMut::new(),
-        }
-    }
-
-    /// The next packet, or `None` once the gate closed the stream.
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(p) = self.codec.decode(&mut self.buf).expect("gate sent garbage") {
-                return Some(p);
-            }
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => {
-                    assert!(self.buf.is_empty(), "stream ended mid-frame");
-                    return None;
-                }
-                Ok(_) => {}
-            }
-        }
-    }
-
-    async fn recv_response(&mut self) -> Response {
-        match self.recv().await {
-            Some(Packet::Response(r)) => r,
-            other => panic!("expected RESPONSE, got {other:?}"),
-        }
-    }
-
-    /// Reads the CLOSE the gate must send, then the end of the stream; returns its reason text.
-    async fn expect_close(&mut self, code: CloseCode) -> String {
-        let reason = match self.recv().await {
-            Some(Packet::Close(c)) => {
-                assert_eq!(c.code, code, "close reason text: {:?}", c.reason);
-                c.reason.as_str().to_owned()
-            }
-            other => panic!("expected CLOSE {code}, got {other:?}"),
-        };
-        assert_eq!(self.recv().await, None, "bytes after CLOSE");
-        reason
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    async fn send(&mut self, p: Packet) {
-        self.send_all(&[p]).await;
-    }
-
-    /// Writes several packets in one write (pipelining).
-    async fn send_all(&mut self, ps: &[Packet]) {
-        let mut out = BytesMut::new();
-        for p in ps {
-            self.codec.encode(p, &mut out).unwrap();
-        }
-        self.io.write_all(&out).await.unwrap();
-    }
-
-    async fn handshake(&mut self) -> String {
-        self.send(Packet::Handshake(Handshake {
-            version: PROTOCOL_VERSION,
-            heartbeat_secs: 0,
-            token: Bytes::new(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Packet::Welcome(w)) => w.session_id.as_str().to_owned(),
-            other => panic!("expected WELCOME, got {other:?}"),
-        }
-    }
-
-    async fn request(&mut self, id: u32, route: &str, body: impl Into<Bytes>) -> Response {
-        self.send(req(id, route, body)).await;
-        let r = self.recv_response().await;
-        assert_eq!(r.id.get(), id, "response to the wrong request");
-        r
-    }
-
-    async fn ping(&mut self) {
-        self.send(Packet::Ping).await;
-        assert_eq!(self.recv().await, Some(Packet::Pong));
-    }
-
-    async fn close(&mut self) {
-        self.send(Packet::Close(Close {
-            code: CloseCode::Normal,
-            reason: Text::from("bye"),
-        }))
-        .await;
-    }
-}
-
-fn req(id: u32, route: &str, body: impl Into<Bytes>) -> Packet {
-    Packet::Request(Request::new(
-        MessageId::new(id).unwrap(),
-        Route::try_from(route).unwrap(),
-        body.into(),
-    ))
 }
 
 fn ok(id: u32, body: impl Into<Bytes>) -> Response {

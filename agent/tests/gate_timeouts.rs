@@ -5,13 +5,16 @@
 //! Covered: handshake timeout, idle timeout, back-end timeout, back-end panics, back-end errors,
 //! unknown modules, and storage heartbeat throttling over long virtual durations.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::{req, Ev, RecLearner};
 use gatekit_agent::*;
 use gatekit_codec::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 
 const PIPE: usize = 64 * 1024;
@@ -21,38 +24,6 @@ fn secs(s: u64) -> Duration {
 }
 
 // ----- recording services -----
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
-    Connect(String),
-    Disconnect(String, CloseReason),
-}
-
-#[derive(Default)]
-struct RecLearner {
-    events: Mutex<Vec<Ev>>,
-}
-
-impl RecLearner {
-    fn events(&self) -> Vec<Ev> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-impl Learner for RecLearner {
-    fn connect(&self, s: &Session) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Ev::Connect(s.session_id.clone()));
-    }
-    fn disconnect(&self, s: &Session, reason: CloseReason) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Ev::Disconnect(s.session_id.clone(), reason));
-    }
-}
 
 /// Records every storage heartbeat with its virtual time and the session's user id.
 #[derive(Default)]
@@ -75,95 +46,7 @@ impl SessionStore for RecStore {
     }
 }
 
-// ----- a tiny client over any byte stream -----
-
-struct Client {
-    io: DuplexStream,
-    codec: NativeCodec,
-    buf: BytesMut,
-}
-
-impl Client {
-    fn new(io: DuplexStream) -> Self {
-        Client {
-            io,
-            codec: NativeCodec::default(),
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        self.codec.encode(&p, &mut out).unwrap();
-        self.io.write_all(&out).await.unwrap();
-    }
-
-    /// The next packet, or `None` once the gate closed the stream.
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(p) = self.codec.decode(&mut self.buf).expect("gate sent garbage") {
-                return Some(p);
-            }
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => {
-                    assert!(self.buf.is_empty(), "stream ended mid-frame");
-                    return None;
-                }
-                Ok(_) => {}
-            }
-        }
-    }
-
-    async fn handshake(&mut self) -> String {
-        self.send(Packet::Handshake(Handshake {
-            version: PROTOCOL_VERSION,
-            heartbeat_secs: 0,
-            token: Bytes::new(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Packet::Welcome(w)) => w.session_id.as_str().to_owned(),
-            other => panic!("expected WELCOME, got {other:?}"),
-        }
-    }
-
-    async fn request(&mut self, id: u32, route: &str, body: &'static [u8]) -> Response {
-        self.send(req(id, route, body)).await;
-        match self.recv().await {
-            Some(Packet::Response(r)) => {
-                assert_eq!(r.id.get(), id, "response to the wrong request");
-                r
-            }
-            other => panic!("expected RESPONSE {id}, got {other:?}"),
-        }
-    }
-
-    async fn ping(&mut self) {
-        self.send(Packet::Ping).await;
-        assert_eq!(self.recv().await, Some(Packet::Pong));
-    }
-
-    /// Reads the CLOSE the gate must send, then the end of the stream.
-    async fn expect_close(&mut self, code: CloseCode) -> String {
-        let reason = match self.recv().await {
-            Some(Packet::Close(c)) => {
-                assert_eq!(c.code, code, "close reason text: {:?}", c.reason);
-                c.reason.as_str().to_owned()
-            }
-            other => panic!("expected CLOSE {code}, got {other:?}"),
-        };
-        assert_eq!(self.recv().await, None, "bytes after CLOSE");
-        reason
-    }
-}
-
-fn req(id: u32, route: &str, body: &'static [u8]) -> Packet {
-    Packet::Request(Request::new(
-        MessageId::new(id).unwrap(),
-        Route::try_from(route).unwrap(),
-        Bytes::from_static(body),
-    ))
-}
+type Client = common::Client<DuplexStream>;
 
 fn resp(id: u32, status: Status, body: &'static [u8]) -> Response {
     Response {
