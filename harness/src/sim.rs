@@ -25,9 +25,21 @@ pub const SOCKET_BUFFER: usize = 128 * 1024;
 /// Bytes read from a pipe at a time (the agent's `read_size`).
 pub const READ_SIZE: usize = 4096;
 
-/// After the send phase, how long the simulation may run on before it is cut (every connection
-/// normally ends long before: timeouts are at most tens of seconds).
+/// After the send phase, how long the simulation may run on before it is cut, at least (every
+/// connection normally ends long before: timeouts are at most tens of seconds).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long after the send phase the simulation may run: [`DRAIN_LIMIT`] plus the longest backlog a
+/// client can build. The gate never drops a message: with slow or hanging back ends, a client that
+/// sent faster than they answer is served, in order, long after it stopped sending (one message
+/// per `backend_timeout` at worst, `max_in_flight` at a time). Virtual time is cheap.
+pub fn drain_limit(s: &Scenario) -> Duration {
+    let sending = (s.ramp_up.0 + s.duration.0).as_secs_f64();
+    let messages = (s.rate * sending).ceil() + s.burst_size as f64 + 16.0;
+    let per_message = (s.gate.backend_timeout.0 + s.backend.latency_max.0).as_secs_f64();
+    let backlog = messages * per_message / s.gate.max_in_flight.max(1) as f64;
+    DRAIN_LIMIT + Duration::from_secs_f64(backlog.min(1e7))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
@@ -84,6 +96,7 @@ pub fn run_with(
     let config = Arc::new(agent_config(scenario));
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     let send_end = base + scenario.ramp_up.0 + scenario.duration.0;
+    let drain = drain_limit(scenario);
     let mut pairs: Vec<Option<Pair>> = (0..scenario.clients).map(|_| None).collect();
     let mut records: Vec<Option<ConnRecord>> = (0..scenario.clients).map(|_| None).collect();
     let mut heap: BinaryHeap<Reverse<(Instant, u64, Event)>> = BinaryHeap::new();
@@ -121,7 +134,7 @@ pub fn run_with(
     let mut same_instant = 0u64;
     let same_instant_limit = 1_000_000 + 100 * scenario.clients as u64;
     while let Some(Reverse((t, _, event))) = heap.pop() {
-        if t > send_end + DRAIN_LIMIT {
+        if t > send_end + drain {
             break;
         }
         if t == now {
