@@ -10,17 +10,24 @@
 //!   and shown at the end of every run.
 //!
 //! The `gatekit` binary is the command-line front end (`gatekit run`, `gatekit scenarios`,
-//! `gatekit serve`).
+//! `gatekit serve`, `gatekit hold`, `gatekit scale`, `gatekit rtt`).
+//! - [`serve`], [`hold`], [`scale`]: connection scale across processes — gate processes sharing a
+//!   port, client worker processes, and the driver that measures connect rate, memory per
+//!   connection and Disconnects.
 
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod fake_backend;
+pub mod hold;
 pub mod invariants;
+pub mod procfs;
 pub mod recorder;
 pub mod report;
 pub mod rtt;
 pub mod run;
+pub mod scale;
 pub mod scenario;
+pub mod serve;
 pub mod sim;
 pub mod tcp;

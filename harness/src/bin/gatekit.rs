@@ -60,17 +60,101 @@ enum Command {
         json: Option<PathBuf>,
     },
     /// Runs the built-in gate with fake back ends and prints live counts.
-    Serve {
-        /// Address to listen on (loopback).
-        #[arg(long, default_value = "127.0.0.1:7000")]
-        addr: SocketAddr,
-        /// Stop after this long.
-        #[arg(long, default_value = "10m")]
-        duration: Dur,
-        /// Fake back-end latency, errors and faults, from this scenario.
-        #[arg(long, default_value = "steady")]
-        scenario: String,
-    },
+    Serve(ServeArgs),
+    /// Opens many idle connections to a gate from this process, holds them (pinging) until standard
+    /// input closes or --hold ends, then closes them; JSON lines on stdout. A worker of `scale`.
+    Hold(HoldArgs),
+    /// Connection scale across processes: gate processes (sharing a port) and worker processes;
+    /// connect rate, gate memory per idle connection and Disconnects, medians over runs.
+    Scale(ScaleArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    addr: SocketAddr,
+    /// Share the port with other `gatekit serve` processes (SO_REUSEPORT).
+    #[arg(long)]
+    reuse_port: bool,
+    /// Stop after this long.
+    #[arg(long, default_value = "10m")]
+    duration: Dur,
+    /// Fake back-end latency, errors and faults, and gate timeouts, from this scenario.
+    #[arg(long, default_value = "steady")]
+    scenario: String,
+    /// Ping interval offered to clients (they may ask for less).
+    #[arg(long)]
+    ping_interval: Option<Dur>,
+    /// Connections held at most; more are refused with CLOSE `server full`.
+    #[arg(long, default_value_t = 100_000)]
+    max_connections: usize,
+    /// How often to print counts.
+    #[arg(long, default_value = "1s")]
+    status_every: Dur,
+    /// Print JSON lines on stdout instead of text on stderr.
+    #[arg(long)]
+    json: bool,
+    /// Also stop when standard input closes.
+    #[arg(long)]
+    stdin_control: bool,
+}
+
+#[derive(clap::Args)]
+struct HoldArgs {
+    /// The gate (loopback), e.g. from `gatekit serve`.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// First source address (127.0.0.x); the next ones are used past 25,000 connections.
+    #[arg(long)]
+    source: Option<std::net::Ipv4Addr>,
+    /// Connects and handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Ping interval to ask the gate for.
+    #[arg(long, default_value = "5s")]
+    ping: Dur,
+    /// Time allowed for one connect and handshake.
+    #[arg(long, default_value = "10s")]
+    handshake_timeout: Dur,
+    /// Hold this long, then leave (default: until standard input closes).
+    #[arg(long)]
+    hold: Option<Dur>,
+}
+
+#[derive(clap::Args)]
+struct ScaleArgs {
+    /// Connection counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,19000")]
+    connections: Vec<usize>,
+    /// Gate processes sharing the port (SO_REUSEPORT).
+    #[arg(long, default_value_t = 1)]
+    gates: usize,
+    /// Client worker processes (0: as few as the open-file limit allows).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Runs per count (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// How long every connection is held idle before the gate's memory is read.
+    #[arg(long, default_value = "10s")]
+    hold: Dur,
+    /// Ping interval the clients ask for.
+    #[arg(long, default_value = "2s")]
+    ping: Dur,
+    /// Connects and handshakes in flight per worker.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Fail (exit 1) if the gate's memory per idle connection (median) is above this many bytes
+    /// (issue 5's target: 4096).
+    #[arg(long)]
+    max_bytes_per_connection: Option<f64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -191,10 +275,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             data
         }
         Mode::Tcp => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("tokio runtime: {e}"))?;
+            let rt = runtime()?;
             let pb = progress_bar(s.clients, "clients finished");
             let pb2 = pb.clone();
             let data = rt.block_on(tcp::run(&s, args.target, move |done, _| {
@@ -217,32 +298,100 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     })
 }
 
-fn serve(addr: SocketAddr, duration: Dur, scenario: &str) -> Result<ExitCode, String> {
-    tcp::require_loopback(&addr)?;
-    let s =
-        scenario::builtin(scenario).ok_or_else(|| format!("no built-in scenario {scenario:?}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (gate, local, _recorder) = tcp::start_gate(&s, &addr.to_string()).await.map_err(|e| format!("{addr}: {e}"))?;
-        println!("gatekit gate on {local} (fake back end module \"echo\"; stops after {duration})");
-        let end = tokio::time::Instant::now() + duration.0;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(end) => break,
-                _ = tokio::signal::ctrl_c() => break,
-                _ = tick.tick() => {
-                    let (accepted, refused) = gate.accepted_refused();
-                    eprintln!("connections {} · sessions {} · accepted {accepted} · refused {refused}", gate.connection_count(), gate.session_count());
-                }
-            }
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    let scenario = scenario::builtin(&args.scenario)
+        .ok_or_else(|| format!("no built-in scenario {:?}", args.scenario))?;
+    let opts = gatekit_harness::serve::ServeOptions {
+        addr: args.addr,
+        reuse_port: args.reuse_port,
+        duration: args.duration.0,
+        scenario,
+        ping_interval: args.ping_interval.map(|d| d.0),
+        max_connections: args.max_connections,
+        status_every: args.status_every.0.max(Duration::from_millis(10)),
+        stdin_control: args.stdin_control,
+    };
+    let json = args.json;
+    runtime()?.block_on(gatekit_harness::serve::serve(opts, move |event| {
+        if json {
+            print_json_line(event);
+        } else {
+            eprintln!("{}", gatekit_harness::serve::describe(event));
         }
-        let r = gate.shutdown(Duration::from_secs(5)).await;
-        println!("shut down: {} connections closed, {} aborted", r.connections, r.aborted);
-        Ok(ExitCode::SUCCESS)
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json_line(event: &impl serde::Serialize) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string(event).expect("serialises"));
+    let _ = out.flush();
+}
+
+fn hold(args: HoldArgs) -> Result<ExitCode, String> {
+    let opts = gatekit_harness::hold::HoldOptions {
+        target: args.target,
+        connections: args.connections,
+        source: args.source,
+        concurrency: args.concurrency,
+        ping: args.ping.0,
+        handshake_timeout: args.handshake_timeout.0,
+        hold: args.hold.map(|d| d.0),
+    };
+    runtime()?.block_on(gatekit_harness::hold::hold(opts, print_json_line))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
+    use gatekit_harness::scale;
+    let opts = scale::ScaleOptions {
+        exe: std::env::current_exe().map_err(|e| format!("finding gatekit itself: {e}"))?,
+        levels: args.connections,
+        gates: args.gates.max(1),
+        workers: args.workers,
+        runs: args.runs,
+        hold: args.hold.0,
+        ping: args.ping.0,
+        concurrency: args.concurrency,
+        max_bytes_per_connection: args.max_bytes_per_connection,
+    };
+    eprintln!(
+        "scale: {:?} connections, {} gate process(es), {} runs each, held {:?} (pinging every {:?})",
+        opts.levels, opts.gates, opts.runs, opts.hold, opts.ping
+    );
+    let levels = scale::run(&opts, |r| {
+        eprintln!(
+            "  {:>6} connections: {:>7.0} handshakes/s · gate RSS {} → {} KiB ({:.0} B/conn) · per gate {:?} · {} Disconnects in {:.2} s · pongs {} · closed by gate {}",
+            r.connections,
+            r.handshakes_per_sec,
+            r.rss_before_kib,
+            r.rss_held_kib,
+            r.bytes_per_connection,
+            r.per_gate,
+            r.disconnects,
+            r.disconnect_secs,
+            r.pongs,
+            r.closed_by_gate
+        )
+    })?;
+    let max = opts.max_bytes_per_connection;
+    print!("{}", scale::table(&levels, max));
+    if let Some(path) = args.json {
+        let text = serde_json::to_string_pretty(&levels).expect("levels serialise");
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(if levels.iter().all(|l| l.passed(max)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -304,11 +453,9 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve {
-            addr,
-            duration,
-            scenario,
-        } => serve(addr, duration, &scenario),
+        Command::Serve(args) => serve(args),
+        Command::Hold(args) => hold(args),
+        Command::Scale(args) => scale(args),
         Command::Rtt {
             clients,
             window,

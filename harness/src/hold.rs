@@ -1,0 +1,436 @@
+//! `gatekit hold`: a client worker process for connection-scale runs. It opens many connections to
+//! a gate, handshakes each, then holds them idle, pinging at the interval the gate's WELCOME gives,
+//! until standard input closes (or `--hold` ends); then it closes them all and reports.
+//!
+//! It reports on stdout as JSON lines ([`WorkerEvent`]), for `gatekit scale`, which starts several
+//! of these next to several `gatekit serve` processes. A worker that reaches its open-file limit
+//! says so and stops (exit status 2) instead of hanging.
+
+use crate::procfs;
+use crate::tcp::{require_loopback, PER_SOURCE_ADDRESS};
+use bytes::{Bytes, BytesMut};
+use gatekit_codec::native::PROTOCOL_VERSION;
+use gatekit_codec::{Handshake, NativeCodec, Packet};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// File descriptors a worker keeps for itself (standard streams, the runtime's epoll and wakers).
+pub const RESERVED_FILES: u64 = 32;
+
+/// What `gatekit hold` prints, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// Every connection is open and handshaken.
+    Connected {
+        /// Connections handshaken.
+        connections: usize,
+        /// Seconds from the first connect to the last WELCOME.
+        secs: f64,
+        /// The ping interval the gate gave, seconds.
+        ping_secs: u16,
+    },
+    /// The worker could not open or handshake every connection; it closes what it holds and exits 2.
+    Failed {
+        /// What went wrong, first error first.
+        message: String,
+        /// Connections that were handshaken.
+        held: usize,
+    },
+    /// Every connection is closed.
+    Left {
+        /// Connections closed by this worker.
+        connections: usize,
+        /// PINGs sent while holding.
+        pings: u64,
+        /// PONGs received.
+        pongs: u64,
+        /// Connections the gate ended while they were held (should be 0).
+        closed_by_gate: u64,
+    },
+}
+
+/// Options of `gatekit hold`.
+#[derive(Debug, Clone)]
+pub struct HoldOptions {
+    /// The gate (loopback).
+    pub target: SocketAddr,
+    /// Connections to open.
+    pub connections: usize,
+    /// First source address; past [`PER_SOURCE_ADDRESS`] connections the next ones are used. Without
+    /// it the kernel chooses (one source address).
+    pub source: Option<Ipv4Addr>,
+    /// Connects and handshakes in flight at once.
+    pub concurrency: usize,
+    /// Ping interval to ask the gate for.
+    pub ping: Duration,
+    /// Time allowed for one connect plus handshake.
+    pub handshake_timeout: Duration,
+    /// Hold this long, then leave (`None`: until standard input closes).
+    pub hold: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Stats {
+    pings: AtomicU64,
+    pongs: AtomicU64,
+    closed_by_gate: AtomicU64,
+}
+
+struct Wire {
+    handshake: Bytes,
+    ping: Bytes,
+    pong: Bytes,
+}
+
+fn wire(ping: Duration) -> Wire {
+    let codec = NativeCodec::default();
+    let encode = |p: &Packet| {
+        let mut b = BytesMut::new();
+        codec.encode(p, &mut b).expect("client packets are valid");
+        b.freeze()
+    };
+    Wire {
+        handshake: encode(&Packet::Handshake(Handshake {
+            version: PROTOCOL_VERSION,
+            heartbeat_secs: ping.as_secs().clamp(1, u16::MAX as u64) as u16,
+            token: Bytes::from_static(b"hold"),
+        })),
+        ping: encode(&Packet::Ping),
+        pong: encode(&Packet::Pong),
+    }
+}
+
+/// The source address of connection `i`.
+pub fn source_for(first: Ipv4Addr, i: usize) -> Ipv4Addr {
+    let [a, b, c, d] = first.octets();
+    let step = (i / PER_SOURCE_ADDRESS) as u8;
+    Ipv4Addr::new(a, b, c, d.saturating_add(step))
+}
+
+/// Checks, before opening anything, that `connections` fit under this process's open-file limit.
+pub fn check_open_file_limit(connections: usize) -> Result<(), String> {
+    if let Some((soft, _)) = procfs::open_file_limit() {
+        let need = connections as u64 + RESERVED_FILES;
+        if need > soft {
+            return Err(format!(
+                "{connections} connections need about {need} open files, but this process may open {soft} (RLIMIT_NOFILE); use more worker processes (gatekit scale --workers)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn connect(opts: &HoldOptions, i: usize) -> std::io::Result<TcpStream> {
+    let socket = if opts.target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    let source = match opts.source {
+        Some(first) => Some(source_for(first, i)),
+        None if opts.connections > PER_SOURCE_ADDRESS && opts.target.is_ipv4() => {
+            Some(source_for(Ipv4Addr::new(127, 0, 0, 1), i))
+        }
+        None => None,
+    };
+    if let Some(src) = source {
+        bind_address_no_port(&socket)?;
+        socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+    }
+    let stream = socket.connect(opts.target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Lets a socket bound to a source address take its port at `connect`, where only the whole
+/// address pair must be unique (and, on loopback, a TIME_WAIT pair can be reused), instead of at
+/// `bind`, where each source address has one port range for every destination and ports in
+/// TIME_WAIT from an earlier run are unusable.
+#[cfg(target_os = "linux")]
+fn bind_address_no_port(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is owned by `socket` and open; the option value is a c_int that lives
+    // across the call, and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_address_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Reads packets until a WELCOME; returns its ping interval.
+async fn handshake(
+    stream: &mut TcpStream,
+    wire: &Wire,
+    codec: &mut NativeCodec,
+    input: &mut BytesMut,
+) -> Result<u16, String> {
+    stream
+        .write_all(&wire.handshake)
+        .await
+        .map_err(|e| format!("sending HANDSHAKE: {e}"))?;
+    loop {
+        while let Some(p) = codec.decode(input).map_err(|e| e.to_string())? {
+            match p {
+                Packet::Welcome(w) => return Ok(w.heartbeat_secs),
+                Packet::Close(c) => return Err(format!("gate closed: {}", c.reason.as_str())),
+                _ => {}
+            }
+        }
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf).await {
+            Ok(0) => return Err("gate closed the connection before WELCOME".to_owned()),
+            Ok(n) => input.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("reading WELCOME: {e}")),
+        }
+    }
+}
+
+enum Opened {
+    Ok(u16),
+    Failed(String, bool),
+}
+
+async fn one_connection(
+    i: usize,
+    opts: Arc<HoldOptions>,
+    wire: Arc<Wire>,
+    stats: Arc<Stats>,
+    gate: Arc<Semaphore>,
+    opened: mpsc::UnboundedSender<Opened>,
+    mut leave: watch::Receiver<bool>,
+) {
+    let permit = gate.acquire_owned().await;
+    let mut codec = NativeCodec::default();
+    let mut input = BytesMut::new();
+    let attempt = tokio::time::timeout(opts.handshake_timeout, async {
+        let mut stream = connect(&opts, i).await.map_err(|e| {
+            let files = procfs::is_out_of_files(&e);
+            (format!("connect: {e}"), files)
+        })?;
+        let ping = handshake(&mut stream, &wire, &mut codec, &mut input)
+            .await
+            .map_err(|e| (e, false))?;
+        Ok::<_, (String, bool)>((stream, ping))
+    })
+    .await;
+    drop(permit);
+    let (mut stream, ping) = match attempt {
+        Ok(Ok(x)) => x,
+        Ok(Err((msg, files))) => {
+            let _ = opened.send(Opened::Failed(msg, files));
+            return;
+        }
+        Err(_) => {
+            let _ = opened.send(Opened::Failed(
+                format!(
+                    "connect and handshake took over {:?} (is the gate at its open-file limit? see its output)",
+                    opts.handshake_timeout
+                ),
+                false,
+            ));
+            return;
+        }
+    };
+    let _ = opened.send(Opened::Ok(ping));
+    drop(opened);
+    let every = Duration::from_secs(u64::from(ping.max(1)));
+    // Spread the pings over the interval.
+    let phase = every.mul_f64((i % 997) as f64 / 997.0);
+    let mut next = tokio::time::Instant::now() + phase;
+    let mut buf = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = leave.changed() => break,
+            _ = tokio::time::sleep_until(next) => {
+                next += every;
+                if stream.write_all(&wire.ping).await.is_err() {
+                    stats.closed_by_gate.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                stats.pings.fetch_add(1, Ordering::Relaxed);
+            }
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    stats.closed_by_gate.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Ok(n) => {
+                    input.extend_from_slice(&buf[..n]);
+                    let mut closed = false;
+                    while let Ok(Some(p)) = codec.decode(&mut input) {
+                        match p {
+                            Packet::Pong => { stats.pongs.fetch_add(1, Ordering::Relaxed); }
+                            Packet::Ping => { let _ = stream.write_all(&wire.pong).await; }
+                            Packet::Close(_) => closed = true,
+                            _ => {}
+                        }
+                    }
+                    if input.is_empty() {
+                        input = BytesMut::new();
+                    }
+                    if closed {
+                        stats.closed_by_gate.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when standard input reaches its end (or fails).
+pub async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = std::io::Read::read(&mut stdin, &mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Opens, holds and closes the connections; reports through `report`. Returns an error (after
+/// closing everything) if not every connection could be opened.
+pub async fn hold(opts: HoldOptions, mut report: impl FnMut(&WorkerEvent)) -> Result<(), String> {
+    require_loopback(&opts.target)?;
+    if let Err(message) = check_open_file_limit(opts.connections) {
+        report(&WorkerEvent::Failed {
+            message: message.clone(),
+            held: 0,
+        });
+        return Err(message);
+    }
+    let opts = Arc::new(opts);
+    let wire = Arc::new(wire(opts.ping));
+    let stats = Arc::new(Stats::default());
+    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let (leave_tx, leave_rx) = watch::channel(false);
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..opts.connections {
+        tasks.spawn(one_connection(
+            i,
+            opts.clone(),
+            wire.clone(),
+            stats.clone(),
+            gate.clone(),
+            opened_tx.clone(),
+            leave_rx.clone(),
+        ));
+    }
+    drop(opened_tx);
+    let mut held = 0;
+    let mut ping_secs = 0;
+    let mut first_error: Option<String> = None;
+    let mut errors = 0;
+    let mut out_of_files = false;
+    while let Some(o) = opened_rx.recv().await {
+        match o {
+            Opened::Ok(p) => {
+                held += 1;
+                ping_secs = p;
+            }
+            Opened::Failed(msg, files) => {
+                errors += 1;
+                out_of_files |= files;
+                first_error.get_or_insert(msg);
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let failure = first_error.map(|first| {
+        let mut message = format!(
+            "{errors} of {} connections failed; first: {first}",
+            opts.connections
+        );
+        if out_of_files {
+            message = format!("{}; {message}", procfs::out_of_files_message(held));
+        }
+        message
+    });
+    match &failure {
+        None => report(&WorkerEvent::Connected {
+            connections: held,
+            secs,
+            ping_secs,
+        }),
+        Some(message) => report(&WorkerEvent::Failed {
+            message: message.clone(),
+            held,
+        }),
+    }
+    if failure.is_none() {
+        match opts.hold {
+            Some(d) => tokio::time::sleep(d).await,
+            None => stdin_closed().await,
+        }
+    }
+    let _ = leave_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    report(&WorkerEvent::Left {
+        connections: held,
+        pings: stats.pings.load(Ordering::Relaxed),
+        pongs: stats.pongs.load(Ordering::Relaxed),
+        closed_by_gate: stats.closed_by_gate.load(Ordering::Relaxed),
+    });
+    match failure {
+        None => Ok(()),
+        Some(m) => Err(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_step_every_block() {
+        let first = Ipv4Addr::new(127, 0, 0, 2);
+        assert_eq!(source_for(first, 0), first);
+        assert_eq!(source_for(first, PER_SOURCE_ADDRESS - 1), first);
+        assert_eq!(
+            source_for(first, PER_SOURCE_ADDRESS),
+            Ipv4Addr::new(127, 0, 0, 3)
+        );
+    }
+
+    #[test]
+    fn refuses_more_connections_than_files() {
+        if let Some((soft, _)) = procfs::open_file_limit() {
+            if soft < u64::MAX / 2 {
+                let err = check_open_file_limit(soft as usize).unwrap_err();
+                assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+                assert!(check_open_file_limit(1).is_ok());
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `gatekit serve`: the built-in gate with the fake `echo` back end in a process of its own, for
+//! loads from other processes (`gatekit hold`, `gatekit run --target`). Several `serve` processes
+//! can share one port (`--reuse-port`, SO_REUSEPORT): the kernel spreads connections over them.
+//!
+//! With `--json`, it reports on stdout as JSON lines ([`GateEvent`]), so a driver such as
+//! `gatekit scale` can follow it; the learner and session store only count (no per-session
+//! records), so the process's memory is the gate's.
+
+use crate::fake_backend::EchoBackend;
+use crate::procfs;
+use crate::scenario::Scenario;
+use crate::sim::agent_config;
+use gatekit_agent::{Backends, CloseReason, Gate, Learner, Services, Session, SessionStore};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+
+/// Pending connections the listening socket queues (the kernel caps it at `somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A learner and session store that only count.
+#[derive(Debug, Default)]
+pub struct Tally {
+    connects: AtomicU64,
+    disconnects: AtomicU64,
+    heartbeats: AtomicU64,
+}
+
+impl Tally {
+    /// Connect events so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    /// Disconnect events so far.
+    pub fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Storage heartbeats so far.
+    pub fn heartbeats(&self) -> u64 {
+        self.heartbeats.load(Ordering::Relaxed)
+    }
+}
+
+impl Learner for Tally {
+    fn connect(&self, _session: &Session) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn disconnect(&self, _session: &Session, _reason: CloseReason) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl SessionStore for Tally {
+    fn heartbeat(&self, _session: &Session) {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One gate process's counts at a moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateStatus {
+    /// Connections held, handshaking ones included.
+    pub connections: usize,
+    /// Sessions (handshaken connections).
+    pub sessions: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections refused (`server full`, `shutdown`).
+    pub refused: u64,
+    /// Connect events the learner saw.
+    pub connects: u64,
+    /// Disconnect events the learner saw.
+    pub disconnects: u64,
+    /// Storage heartbeats.
+    pub heartbeats: u64,
+    /// Resident memory of the process, KiB.
+    pub rss_kib: Option<u64>,
+    /// Open file descriptors of the process.
+    pub open_files: Option<usize>,
+}
+
+/// What `gatekit serve --json` prints, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum GateEvent {
+    /// The gate is accepting.
+    Listening {
+        /// The bound address (the real port when 0 was asked for).
+        addr: SocketAddr,
+        /// This process.
+        pid: u32,
+        /// The process's open-file limit (soft).
+        open_file_limit: Option<u64>,
+    },
+    /// Counts, every `--status-every`.
+    Status(GateStatus),
+    /// The gate shut down.
+    Stopped {
+        /// Counts after the shutdown.
+        status: GateStatus,
+        /// Connections open when the shutdown began.
+        closed: usize,
+        /// Of those, the ones aborted at the deadline.
+        aborted: usize,
+    },
+}
+
+/// Options of `gatekit serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (loopback).
+    pub addr: SocketAddr,
+    /// Share the port with other processes (SO_REUSEPORT).
+    pub reuse_port: bool,
+    /// Stop after this long.
+    pub duration: Duration,
+    /// Gate options and fake back-end behaviour.
+    pub scenario: Scenario,
+    /// Interval offered to clients for pings.
+    pub ping_interval: Option<Duration>,
+    /// Connections held at most.
+    pub max_connections: usize,
+    /// How often to report.
+    pub status_every: Duration,
+    /// Stop when standard input closes.
+    pub stdin_control: bool,
+}
+
+/// A listening socket on `addr`, sharing the port with other processes if `reuse_port`.
+pub fn listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+fn status(gate: &Gate, tally: &Tally) -> GateStatus {
+    let (accepted, refused) = gate.accepted_refused();
+    GateStatus {
+        connections: gate.connection_count(),
+        sessions: gate.session_count(),
+        accepted,
+        refused,
+        connects: tally.connects(),
+        disconnects: tally.disconnects(),
+        heartbeats: tally.heartbeats(),
+        rss_kib: procfs::rss_kib(None),
+        open_files: procfs::open_files(None),
+    }
+}
+
+/// Resolves when standard input reaches its end (or fails).
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = std::io::Read::read(&mut stdin, &mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Runs the gate until the duration ends, Ctrl-C, or (with `stdin_control`) standard input closes;
+/// reports through `report`.
+pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Result<(), String> {
+    crate::tcp::require_loopback(&opts.addr)?;
+    let tally = Arc::new(Tally::default());
+    let mut config = agent_config(&opts.scenario);
+    if let Some(p) = opts.ping_interval {
+        config.ping_interval = p;
+    }
+    let services = Services {
+        backends: Backends::new().with(
+            "echo",
+            EchoBackend::new(opts.scenario.backend.clone(), opts.scenario.seed),
+        ),
+        store: tally.clone(),
+        learner: tally.clone(),
+    };
+    let gate = Gate::builder()
+        .config(config)
+        .services(services)
+        .max_connections(opts.max_connections)
+        .build();
+    let listener =
+        listener(opts.addr, opts.reuse_port).map_err(|e| format!("{}: {e}", opts.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let accept = gate.serve(listener);
+    report(&GateEvent::Listening {
+        addr: local,
+        pid: std::process::id(),
+        open_file_limit: procfs::open_file_limit().map(|l| l.0),
+    });
+    let end = tokio::time::Instant::now() + opts.duration;
+    let mut tick = tokio::time::interval(opts.status_every);
+    let stdin = async {
+        if opts.stdin_control {
+            stdin_closed().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(stdin);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stdin => break,
+            _ = tick.tick() => report(&GateEvent::Status(status(&gate, &tally))),
+        }
+    }
+    let r = gate.shutdown(Duration::from_secs(5)).await;
+    accept.abort();
+    report(&GateEvent::Stopped {
+        status: status(&gate, &tally),
+        closed: r.connections,
+        aborted: r.aborted,
+    });
+    Ok(())
+}
+
+/// The human-readable form of an event, for `gatekit serve` without `--json`.
+pub fn describe(event: &GateEvent) -> String {
+    match event {
+        GateEvent::Listening { addr, pid, .. } => {
+            format!("gatekit gate on {addr} (pid {pid}; fake back-end module \"echo\")")
+        }
+        GateEvent::Status(s) => format!(
+            "connections {} · sessions {} · accepted {} · refused {} · connects {} · disconnects {} · rss {} KiB",
+            s.connections,
+            s.sessions,
+            s.accepted,
+            s.refused,
+            s.connects,
+            s.disconnects,
+            s.rss_kib.unwrap_or(0)
+        ),
+        GateEvent::Stopped {
+            status,
+            closed,
+            aborted,
+        } => format!(
+            "shut down: {closed} connections closed, {aborted} aborted; {} connects, {} disconnects",
+            status.connects, status.disconnects
+        ),
+    }
+}

@@ -1,0 +1,184 @@
+//! `gatekit serve`, `gatekit hold` and `gatekit scale` as processes: a small scale run end to end,
+//! and the open-file limit reported as a clear error, not a hang.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GATEKIT: &str = env!("CARGO_BIN_EXE_gatekit");
+
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `child` to exit within `limit` (killing it and failing otherwise).
+fn finish(mut child: Child, limit: Duration, what: &str) -> Finished {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// `sh -c 'ulimit -n <files>; exec gatekit <args>'`.
+fn with_file_limit(files: u32, args: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -n {files} && exec {GATEKIT} {args}"));
+    c
+}
+
+#[test]
+fn scale_holds_connections_and_sees_every_disconnect() {
+    let child = Command::new(GATEKIT)
+        .args([
+            "scale",
+            "--connections",
+            "300",
+            "--gates",
+            "2",
+            "--workers",
+            "2",
+            "--runs",
+            "1",
+            "--hold",
+            "2s",
+            "--ping",
+            "1s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let f = finish(child, Duration::from_secs(90), "gatekit scale");
+    assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
+    let row = f
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("300"))
+        .unwrap_or_else(|| panic!("no row for 300 connections:\n{}", f.stdout));
+    assert!(row.contains("yes"), "{row}");
+    assert!(row.ends_with("PASS"), "{row}");
+    // Both gates got connections (SO_REUSEPORT), and every PING was answered at least once.
+    let run = f
+        .stderr
+        .lines()
+        .find(|l| l.contains("300 connections:"))
+        .expect("run line");
+    assert!(run.contains("300 Disconnects"), "{run}");
+    assert!(run.contains("closed by gate 0"), "{run}");
+    assert!(!run.contains("pongs 0 "), "{run}");
+}
+
+#[test]
+fn scale_refuses_a_plan_over_the_file_limit() {
+    let child = with_file_limit(200, "scale --connections 1000 --gates 1 --runs 1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let f = finish(child, Duration::from_secs(20), "gatekit scale");
+    assert_eq!(f.code, Some(2), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("open-file limit"), "{}", f.stderr);
+    assert!(f.stderr.contains("--gates"), "{}", f.stderr);
+}
+
+#[test]
+fn a_worker_over_its_file_limit_says_so() {
+    let child = with_file_limit(100, "hold --target 127.0.0.1:9 --connections 500")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let f = finish(child, Duration::from_secs(20), "gatekit hold");
+    assert_eq!(f.code, Some(2), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stdout.contains("\"event\":\"failed\""), "{}", f.stdout);
+    assert!(f.stderr.contains("RLIMIT_NOFILE"), "{}", f.stderr);
+}
+
+#[test]
+fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
+    let mut gate = with_file_limit(
+        64,
+        "serve --json --stdin-control --addr 127.0.0.1:0 --duration 60s",
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn gate");
+    let mut lines = BufReader::new(gate.stdout.take().expect("stdout")).lines();
+    let listening = lines.next().expect("a line").expect("utf-8");
+    let addr = listening
+        .split("\"addr\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no address in {listening}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    let worker = Command::new(GATEKIT)
+        .args([
+            "hold",
+            "--target",
+            &addr,
+            "--connections",
+            "200",
+            "--handshake-timeout",
+            "2s",
+            "--hold",
+            "1s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let w = finish(worker, Duration::from_secs(30), "gatekit hold");
+    assert_eq!(w.code, Some(2), "{}\n{}", w.stdout, w.stderr);
+    assert!(
+        w.stderr.contains("open-file limit"),
+        "the worker points at the gate's limit: {}",
+        w.stderr
+    );
+    drop(gate.stdin.take());
+    let g = finish(gate, Duration::from_secs(20), "gatekit serve");
+    assert_eq!(g.code, Some(0), "{}", g.stderr);
+    assert!(
+        g.stderr.contains("open-file limit reached"),
+        "the gate says why it stopped accepting: {}",
+        g.stderr
+    );
+}
