@@ -11,10 +11,10 @@
 //! Each count is run `runs` times; the table shows medians. The open-file limit is checked before
 //! anything starts, and a process that hits it anyway stops the run with its message.
 
+use crate::hold::DEFAULT_PER_SOURCE;
 use crate::hold::{WorkerEvent, RESERVED_FILES};
 use crate::procfs;
 use crate::serve::{GateEvent, GateStatus};
-use crate::tcp::PER_SOURCE_ADDRESS;
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -426,7 +426,7 @@ pub fn run_once(
     let started = Instant::now();
     for k in 0..workers {
         let n = connections / workers + usize::from(k < connections % workers);
-        let source = sources.take(n.div_ceil(PER_SOURCE_ADDRESS));
+        let source = sources.take(n.div_ceil(DEFAULT_PER_SOURCE));
         let args: Vec<String> = vec![
             "hold".into(),
             "--target".into(),

@@ -108,9 +108,12 @@ struct HoldArgs {
     /// Connections to open.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
-    /// First source address (127.0.0.x); the next ones are used past 25,000 connections.
+    /// First source address (127.0.0.x); the next ones are used every --per-source connections.
     #[arg(long)]
     source: Option<std::net::Ipv4Addr>,
+    /// Connections per source address (a fuller port range makes connects slower).
+    #[arg(long, default_value_t = gatekit_harness::hold::DEFAULT_PER_SOURCE)]
+    per_source: usize,
     /// Connects and handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
@@ -341,6 +344,7 @@ fn hold(args: HoldArgs) -> Result<ExitCode, String> {
         target: args.target,
         connections: args.connections,
         source: args.source,
+        per_source: args.per_source,
         concurrency: args.concurrency,
         ping: args.ping.0,
         handshake_timeout: args.handshake_timeout.0,
