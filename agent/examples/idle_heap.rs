@@ -17,8 +17,8 @@
 
 use bytes::{Bytes, BytesMut};
 use gatekit_agent::{
-    AgentContext, AgentFactory, BoxFuture, BoxStream, CloseReason, Command, Connection, Gate,
-    Learner, NativeAgent, Services, Session,
+    AgentContext, AgentFactory, BackendError, Backends, BoxFuture, BoxStream, CloseReason, Command,
+    Connection, Gate, Learner, NativeAgent, Services, Session,
 };
 use gatekit_codec::{Handshake, NativeCodec, Packet, PROTOCOL_VERSION};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -305,16 +305,25 @@ async fn gate_main(opts: &Options) -> ExitCode {
     );
     let learner = Arc::new(CountLearner::default());
     let future_size = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::builder()
-        .services(Services {
-            learner: learner.clone(),
-            ..Services::default()
-        })
-        .factory(Measured {
-            future_size: future_size.clone(),
-        })
-        .max_connections(opts.clients + opts.warmup + 100)
-        .build();
+    let gate =
+        Gate::builder()
+            .services(Services {
+                // A module like a real gate's (idle clients never call it).
+                backends:
+                    Backends::new().with(
+                        "echo",
+                        |_: Arc<Session>, _: String, body: Bytes| async move {
+                            Ok::<_, BackendError>(body)
+                        },
+                    ),
+                learner: learner.clone(),
+                ..Services::default()
+            })
+            .factory(Measured {
+                future_size: future_size.clone(),
+            })
+            .max_connections(opts.clients + opts.warmup + 100)
+            .build();
     let (addr, _accept) = match gate.listen("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {

@@ -4,7 +4,7 @@
 use crate::config::AgentConfig;
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
-use crate::handle::{AgentHandle, Command, HandleError};
+use crate::handle::{AgentHandle, Command, Commands, HandleError};
 use crate::registration::Registration;
 use crate::services::{BoxFuture, Services};
 use crate::session::{random_session_id, Session};
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
 /// A byte stream an agent can run on (TCP, TLS, in-memory pipe...).
@@ -33,7 +33,7 @@ pub struct AgentContext {
     /// The drop guard that registers the session and guarantees Disconnect.
     pub registration: Registration,
     /// Commands from the gate (push, kick, bind...).
-    pub commands: mpsc::Receiver<Command>,
+    pub commands: Commands,
     /// The gate's options.
     pub config: Arc<AgentConfig>,
     /// Back ends, session store, learner.
@@ -58,10 +58,16 @@ pub struct NativeAgent;
 
 impl AgentFactory for NativeAgent {
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
-        Box::pin(async move {
-            let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
-            driver::run(conn, stream, ctx.services, ctx.commands, ctx.registration).await;
-        })
+        // The driver's future is boxed as it is (not inside another async block that would keep
+        // its own copy of the context).
+        let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
+        Box::pin(driver::run(
+            conn,
+            stream,
+            ctx.services,
+            ctx.commands,
+            ctx.registration,
+        ))
     }
 }
 
@@ -393,13 +399,9 @@ impl Gate {
             .collect();
         let connections = handles.len();
         for h in &handles {
-            if let Err(HandleError::Full) = h.command(Command::Shutdown) {
-                // A full command queue must not cost this client its CLOSE: wait for room.
-                let tx = h.inner.commands.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(Command::Shutdown).await;
-                });
-            }
+            // A full command queue must not cost this client its CLOSE: the shutdown takes the
+            // next place, as if it had waited for room.
+            let _ = h.command_shutdown();
         }
         let end = tokio::time::Instant::now() + deadline;
         self.wait_idle(end).await;

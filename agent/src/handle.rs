@@ -1,12 +1,14 @@
 //! [`AgentHandle`]: a connection seen from other tasks — counters, session, commands.
 
+use crate::command_queue::CommandQueue;
 use crate::connection::Counters;
 use crate::session::Session;
 use bytes::Bytes;
 use gatekit_codec::Topic;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::sync::mpsc;
 
 /// Commands to a connection's driver.
 #[derive(Debug, Clone)]
@@ -53,8 +55,63 @@ pub(crate) struct HandleInner {
     pub(crate) conn_time: SystemTime,
     pub(crate) counters: Arc<Counters>,
     pub(crate) session: Mutex<Option<Arc<Session>>>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: CommandQueue,
     pub(crate) max_frame_length: usize,
+}
+
+/// The receiving end of a connection's commands, given to its agent in
+/// [`AgentContext`](crate::AgentContext): commands come out in the order they were accepted.
+///
+/// The queue holds no memory while it is empty. Dropping the receiver closes the queue: senders
+/// then get [`HandleError::Closed`] and commands still queued are dropped.
+pub struct Commands {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands")
+            .field("queued", &self.inner.commands.len())
+            .finish()
+    }
+}
+
+impl Commands {
+    /// The next command, waiting until one arrives.
+    pub async fn recv(&mut self) -> Command {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next command if one is queued; otherwise `cx` is woken when one arrives.
+    ///
+    /// Each command taken uses up some of the task's tokio budget, like a tokio channel would.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let cmd = std::task::ready!(self.inner.commands.poll_pop(cx));
+        coop.made_progress();
+        Poll::Ready(cmd)
+    }
+
+    /// The next command if one is queued.
+    pub fn try_recv(&mut self) -> Option<Command> {
+        self.inner.commands.try_pop()
+    }
+
+    /// Commands queued.
+    pub fn len(&self) -> usize {
+        self.inner.commands.len()
+    }
+
+    /// Whether no command is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        self.inner.commands.close();
+    }
 }
 
 /// A cheap, cloneable view of one connection, usable from any task: the equivalent of mqant's Agent
@@ -82,23 +139,19 @@ impl std::fmt::Debug for AgentHandle {
 pub const COMMAND_QUEUE: usize = 256;
 
 impl AgentHandle {
-    pub(crate) fn new(
-        counters: Arc<Counters>,
-        max_frame_length: usize,
-    ) -> (AgentHandle, mpsc::Receiver<Command>) {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let inner = HandleInner {
+    pub(crate) fn new(counters: Arc<Counters>, max_frame_length: usize) -> (AgentHandle, Commands) {
+        let inner = Arc::new(HandleInner {
             conn_time: SystemTime::now(),
             counters,
             session: Mutex::new(None),
-            commands: tx,
+            commands: CommandQueue::new(COMMAND_QUEUE),
             max_frame_length,
-        };
+        });
         (
             AgentHandle {
-                inner: Arc::new(inner),
+                inner: inner.clone(),
             },
-            rx,
+            Commands { inner },
         )
     }
 
@@ -138,10 +191,13 @@ impl AgentHandle {
 
     /// Sends a command to the connection.
     pub fn command(&self, cmd: Command) -> Result<(), HandleError> {
-        self.inner.commands.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => HandleError::Full,
-            mpsc::error::TrySendError::Closed(_) => HandleError::Closed,
-        })
+        self.inner.commands.push(cmd)
+    }
+
+    /// Queues [`Command::Shutdown`] even when the queue is full: it takes the next place, after
+    /// the commands already queued, so a full queue cannot cost the client its CLOSE.
+    pub(crate) fn command_shutdown(&self) -> Result<(), HandleError> {
+        self.inner.commands.push_shutdown()
     }
 
     /// Pushes a message to the client (mqant's `WriteMsg` / `Session.Send`).
