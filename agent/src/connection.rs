@@ -583,6 +583,17 @@ impl Connection {
         self.input.len() + self.queued_output()
     }
 
+    /// Heap bytes reserved by the connection's own buffers and queues (capacity, not contents):
+    /// undecoded input, unwritten output, packet bookkeeping, pending actions and calls in
+    /// flight. Zero while the connection is idle, however much traffic came before.
+    pub fn held_capacity(&self) -> usize {
+        self.input.capacity()
+            + self.output.capacity()
+            + self.ends.capacity() * std::mem::size_of::<u64>()
+            + self.actions.capacity() * std::mem::size_of::<Action>()
+            + self.in_flight.capacity() * std::mem::size_of::<InFlight>()
+    }
+
     /// The most bytes ever buffered at once (input plus output), for memory invariants.
     pub fn max_buffered_bytes(&self) -> usize {
         self.max_buffered
@@ -684,8 +695,10 @@ impl Connection {
             self.active_since_heartbeat = true;
             self.handle_packet(now, packet);
         }
-        if self.input.is_empty() && self.input.capacity() > 0 {
-            // Do not keep a read buffer allocated while idle.
+        if self.input.is_empty() {
+            // Do not keep a read buffer allocated while idle. Capacity alone does not tell: a
+            // buffer emptied by taking its last frame has none left, yet still holds the memory
+            // the frame came from.
             self.input = BytesMut::new();
         }
         self.maybe_heartbeat(now);
