@@ -96,14 +96,17 @@ impl GateShared {
     }
 
     pub(crate) fn unregister(&self, session_id: &str) {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .remove(session_id);
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.remove(session_id);
+        shrink_if_sparse(&mut sessions);
     }
 
     pub(crate) fn connection_ended(&self, conn_id: u64) {
-        self.conns.lock().expect("conns lock").remove(&conn_id);
+        {
+            let mut conns = self.conns.lock().expect("conns lock");
+            conns.remove(&conn_id);
+            shrink_if_sparse(&mut conns);
+        }
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
@@ -111,6 +114,16 @@ impl GateShared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Gives back most of a map's table once it is mostly empty (after a storm of connections), so
+/// the gate does not keep its peak's memory. Shrinking to twice the length leaves room to grow
+/// again before the next reallocation.
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    const MIN_CAPACITY: usize = 1024;
+    if map.capacity() > MIN_CAPACITY && map.len() * 4 < map.capacity() {
+        map.shrink_to((map.len() * 2).max(MIN_CAPACITY));
     }
 }
 
@@ -449,5 +462,30 @@ async fn refuse(mut stream: BoxStream, code: CloseCode) {
             let _ = stream.shutdown().await;
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shrink_if_sparse;
+    use std::collections::HashMap;
+
+    #[test]
+    fn sparse_maps_give_their_table_back() {
+        let mut map: HashMap<u64, u64> = (0..100_000).map(|i| (i, i)).collect();
+        let peak = map.capacity();
+        for i in 0..99_000 {
+            map.remove(&i);
+            shrink_if_sparse(&mut map);
+        }
+        assert_eq!(map.len(), 1_000);
+        assert!(map.capacity() < peak / 16, "{} of {peak}", map.capacity());
+        assert!(map.capacity() >= 1_000);
+        // Small maps are left alone.
+        let mut small: HashMap<u64, u64> = (0..500).map(|i| (i, i)).collect();
+        small.retain(|&k, _| k < 10);
+        let cap = small.capacity();
+        shrink_if_sparse(&mut small);
+        assert_eq!(small.capacity(), cap);
     }
 }

@@ -222,3 +222,69 @@ impl AgentHandle {
         self.command(Command::Bind(user_id.into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> (AgentHandle, Commands) {
+        AgentHandle::new(Arc::new(Counters::default()), 65_535)
+    }
+
+    fn topic() -> Topic {
+        Topic::try_from("t").unwrap()
+    }
+
+    #[test]
+    fn full_at_command_queue_and_in_order() {
+        let (h, mut rx) = handle();
+        for i in 0..COMMAND_QUEUE {
+            h.push(topic(), i.to_string()).unwrap();
+        }
+        assert_eq!(h.kick("late"), Err(HandleError::Full));
+        assert_eq!(rx.len(), COMMAND_QUEUE);
+        for i in 0..COMMAND_QUEUE {
+            match rx.try_recv() {
+                Some(Command::Push(_, body)) => assert_eq!(body, i.to_string()),
+                other => panic!("expected push {i}, got {other:?}"),
+            }
+        }
+        assert!(rx.try_recv().is_none());
+        assert!(rx.is_empty());
+    }
+
+    #[test]
+    fn shutdown_is_queued_after_a_full_queue() {
+        let (h, mut rx) = handle();
+        for _ in 0..COMMAND_QUEUE {
+            h.bind("u").unwrap();
+        }
+        h.command_shutdown().unwrap();
+        assert_eq!(rx.len(), COMMAND_QUEUE + 1);
+        for _ in 0..COMMAND_QUEUE {
+            assert!(matches!(rx.try_recv(), Some(Command::Bind(_))));
+        }
+        assert!(matches!(rx.try_recv(), Some(Command::Shutdown)));
+    }
+
+    #[test]
+    fn closed_once_the_receiver_is_gone() {
+        let (h, rx) = handle();
+        h.kick("x").unwrap();
+        drop(rx);
+        assert_eq!(h.kick("y"), Err(HandleError::Closed));
+        assert_eq!(h.command_shutdown(), Err(HandleError::Closed));
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_a_command() {
+        let (h, mut rx) = handle();
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        h.kick("wake").unwrap();
+        match waiter.await.unwrap() {
+            Command::Kick(r) => assert_eq!(r, "wake"),
+            other => panic!("expected the kick, got {other:?}"),
+        }
+    }
+}
