@@ -370,6 +370,7 @@ impl Connection {
             self.ends.pop_front();
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
+        release_if_empty(&mut self.ends);
         if matches!(self.phase, Phase::Closing { .. }) && self.queued_output() == 0 {
             let Phase::Closing { reason, .. } = self.phase else {
                 unreachable!()
@@ -384,6 +385,7 @@ impl Connection {
             return; // timed out already, or the connection closed: the late answer is dropped
         };
         let done = self.in_flight.remove(pos).expect("position is valid");
+        release_if_empty(&mut self.in_flight);
         self.last_activity = self.last_activity.max(now);
         if let Some(id) = done.reply_to {
             let (status, body) = match result {
@@ -419,6 +421,7 @@ impl Connection {
         // Back-end calls past their deadline answer `timeout`.
         while let Some(pos) = self.in_flight.iter().position(|f| f.deadline <= now) {
             let expired = self.in_flight.remove(pos).expect("position is valid");
+            release_if_empty(&mut self.in_flight);
             self.last_activity = self.last_activity.max(now);
             if let Some(id) = expired.reply_to {
                 self.respond(id, Status::Timeout, Bytes::new());
@@ -514,7 +517,9 @@ impl Connection {
 
     /// The next action for the driver.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        release_if_empty(&mut self.actions);
+        action
     }
 
     /// When [`Connection::handle_timeout`] must next be called, if ever.
@@ -576,6 +581,17 @@ impl Connection {
     /// Bytes buffered now: undecoded input plus unwritten output.
     pub fn buffered_bytes(&self) -> usize {
         self.input.len() + self.queued_output()
+    }
+
+    /// Heap bytes reserved by the connection's own buffers and queues (capacity, not contents):
+    /// undecoded input, unwritten output, packet bookkeeping, pending actions and calls in
+    /// flight. Zero while the connection is idle, however much traffic came before.
+    pub fn held_capacity(&self) -> usize {
+        self.input.capacity()
+            + self.output.capacity()
+            + self.ends.capacity() * std::mem::size_of::<u64>()
+            + self.actions.capacity() * std::mem::size_of::<Action>()
+            + self.in_flight.capacity() * std::mem::size_of::<InFlight>()
     }
 
     /// The most bytes ever buffered at once (input plus output), for memory invariants.
@@ -679,8 +695,10 @@ impl Connection {
             self.active_since_heartbeat = true;
             self.handle_packet(now, packet);
         }
-        if self.input.is_empty() && self.input.capacity() > 0 {
-            // Do not keep a read buffer allocated while idle.
+        if self.input.is_empty() {
+            // Do not keep a read buffer allocated while idle. Capacity alone does not tell: a
+            // buffer emptied by taking its last frame has none left, yet still holds the memory
+            // the frame came from.
             self.input = BytesMut::new();
         }
         self.maybe_heartbeat(now);
@@ -724,10 +742,11 @@ impl Connection {
                 } else {
                     h.heartbeat_secs.min(max_ping)
                 };
+                // The connection's info is only needed for its session: moved, not copied.
                 let session = Arc::new(Session::new(
-                    self.info.session_id.clone(),
-                    self.info.network.clone(),
-                    self.info.peer.clone(),
+                    std::mem::take(&mut self.info.session_id),
+                    std::mem::take(&mut self.info.network),
+                    std::mem::take(&mut self.info.peer),
                     self.config.server_id.clone(),
                 ));
                 self.phase = Phase::Open;
@@ -847,7 +866,7 @@ impl Connection {
         self.reason.get_or_insert(reason);
         self.closing_at.get_or_insert(now);
         // Calls in flight are abandoned: late results are ignored.
-        self.in_flight.clear();
+        self.in_flight = VecDeque::new();
         self.input = BytesMut::new();
         if let Some((code, text)) = close {
             let packet = Packet::Close(Close {
@@ -882,12 +901,12 @@ impl Connection {
         self.counters.closed.store(true, Ordering::Release);
         let reason = *self.reason.get_or_insert(reason);
         self.phase = Phase::Closed;
-        self.in_flight.clear();
+        self.in_flight = VecDeque::new();
         self.input = BytesMut::new();
         self.output = BytesMut::new();
         // Packets never written are not counted as sent.
         self.written_total = self.queued_total;
-        self.ends.clear();
+        self.ends = VecDeque::new();
         if self.connected && !self.disconnect_sent {
             self.disconnect_sent = true;
             let session = self.session.clone().expect("connected implies a session");
@@ -904,6 +923,13 @@ impl Connection {
     /// close went through a lingering CLOSE; `finish` without linger leaves it unset.
     pub fn closing_at(&self) -> Option<Instant> {
         self.closing_at
+    }
+}
+
+/// Gives a drained queue's memory back: an idle connection holds no capacity.
+fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() != 0 {
+        *queue = VecDeque::new();
     }
 }
 

@@ -1,19 +1,23 @@
 //! The tokio driver: moves bytes, timers, back-end calls and commands between a socket and a
 //! [`Connection`]. All decisions are the state machine's.
 
+use crate::calls::CallSet;
 use crate::connection::{Action, CallId, CallResult, Connection};
-use crate::handle::Command;
+use crate::handle::{Command, Commands};
+use crate::read_scratch::poll_read_chunk;
 use crate::registration::Registration;
-use crate::services::{BackendError, BoxFuture, Services};
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use crate::services::{BackendError, Services};
+use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
+use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
-/// Bytes read from the socket at a time.
+/// Bytes read from the socket at a time (into a buffer per worker thread, not per connection).
 pub const READ_SIZE: usize = 4096;
 
 /// The driver's clock: tokio's, so paused-time tests and the real gate share one code path.
@@ -25,141 +29,196 @@ pub fn now() -> Instant {
 ///
 /// Disconnect is guaranteed by `registration` (a drop guard), so even a panic in here or a
 /// cancelled task tells the learner exactly once.
-pub async fn run<S>(
-    mut conn: Connection,
+///
+/// While the connection is idle the driver holds no buffer: reads go through a scratch buffer
+/// per worker thread and keep only the bytes received, and written output is released.
+pub fn run<S>(
+    conn: Connection,
     stream: S,
     services: Services,
-    mut commands: mpsc::Receiver<Command>,
-    mut registration: Registration,
-) where
+    commands: Commands,
+    registration: Registration,
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    // Back-end calls run on this connection's task (no spawn, no channel per call); a call that
-    // outlives its limit is dropped.
-    let mut calls: FuturesUnordered<BoxFuture<(CallId, Option<CallResult>)>> =
-        FuturesUnordered::new();
-    let mut pending: Option<Bytes> = None;
-    let mut read_buf = BytesMut::new();
-    let mut commands_open = true;
-    let mut sleep = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
-    let mut armed: Option<tokio::time::Instant> = None;
-    let call_limit = conn_call_limit(&conn);
-    loop {
-        // Handle actions and every back-end result already available before writing, so the
-        // answers to a batch of requests leave in one write.
+    // Everything goes into one struct moved into the future once: the future is the connection's
+    // whole memory while idle, so no argument is kept twice (as an async fn's argument and as a
+    // local).
+    let driver = Driver {
+        call_limit: conn_call_limit(&conn),
+        conn,
+        stream,
+        services,
+        commands,
+        registration,
+        calls: CallSet::Empty,
+        pending: None,
+        armed: None,
+    };
+    driver.run()
+}
+
+/// A back-end call's id and result (`None` if it outlived its limit).
+type CallOutput = (CallId, Option<CallResult>);
+
+/// One connection's driver state, polled by hand (no `select!`, no split stream) so that it
+/// holds nothing but the state machine, the stream and a timer while it waits.
+struct Driver<S> {
+    conn: Connection,
+    stream: S,
+    services: Services,
+    commands: Commands,
+    registration: Registration,
+    /// Back-end calls run on this connection's task (no spawn, no channel per call); a call that
+    /// outlives its limit is dropped.
+    calls: CallSet<CallOutput>,
+    /// Output handed out by the state machine, not yet fully written.
+    pending: Option<Bytes>,
+    /// The deadline the timer is set to.
+    armed: Option<tokio::time::Instant>,
+    call_limit: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// The connection's whole life. (An async block rather than an `async fn`: an `async fn`
+    /// would copy its `mut self` argument into a second place of its future.)
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl Future<Output = ()> {
+        async move {
+            {
+                let sleep = tokio::time::sleep(Duration::from_secs(3600));
+                tokio::pin!(sleep);
+                poll_fn(|cx| self.poll(cx, sleep.as_mut())).await;
+            }
+            // Commands sent from now on are refused (`Closed`) rather than queued for no one.
+            drop(self.commands);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+            // The registration (Disconnect, if not told yet) goes last, once the stream is shut.
+            drop(self.registration);
+        }
+    }
+
+    /// Runs the connection until it is finished (`Ready`) or waits for the socket, a call, a
+    /// command or the timer (`Pending`, with `cx` registered with each of them).
+    fn poll(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Poll<()> {
         loop {
-            while let Some(action) = conn.poll_action() {
-                match action {
-                    Action::Connect(session) => registration.connect(session),
-                    Action::Disconnect(_, reason) => registration.disconnect(reason),
-                    Action::StorageHeartbeat(session) => services.store.heartbeat(&session),
-                    Action::Call(call) => {
-                        let Some(backend) = services.backends.route(call.route.module()).cloned()
-                        else {
-                            conn.handle_call_result(now(), call.id, CallResult::NotFound);
-                            continue;
-                        };
-                        let id = call.id;
-                        calls.push(Box::pin(async move {
-                            let fut = AssertUnwindSafe(async move {
-                                backend
-                                    .call(call.session, call.route.func(), call.body)
-                                    .await
-                            })
-                            .catch_unwind();
-                            // The state machine answers `timeout` on its own; this only makes sure a
-                            // back end that never returns is not kept forever.
-                            let result = match tokio::time::timeout(call_limit, fut).await {
-                                Err(_) => None,
-                                Ok(Err(_panic)) => Some(CallResult::Panicked),
-                                Ok(Ok(Ok(body))) => Some(CallResult::Ok(body)),
-                                Ok(Ok(Err(BackendError::NotFound))) => Some(CallResult::NotFound),
-                                Ok(Ok(Err(BackendError::Busy))) => Some(CallResult::Busy),
-                                Ok(Ok(Err(BackendError::Failed(b)))) => Some(CallResult::Failed(b)),
-                            };
-                            (id, result)
-                        }));
-                    }
+            self.settle(cx);
+            if self.conn.is_finished() {
+                return Poll::Ready(());
+            }
+            if self.pending.is_none() {
+                self.pending = self.conn.poll_transmit();
+            }
+            let timer = self.conn.poll_timeout().map(tokio::time::Instant::from_std);
+            // One timer per connection, moved only when the deadline changes (registering a new
+            // timer on every loop turn costs more than the rest of the turn).
+            if let Some(t) = timer {
+                if self.armed != Some(t) {
+                    sleep.as_mut().reset(t);
+                    self.armed = Some(t);
                 }
             }
+            // In order of priority: write, commands, read, timer. Back-end results were taken by
+            // `settle`, which left `cx` registered with the calls still running.
+            if let Some(p) = &self.pending {
+                if let Poll::Ready(written) = Pin::new(&mut self.stream).poll_write(cx, p) {
+                    match written {
+                        Ok(0) | Err(_) => self.conn.handle_io_error(now()),
+                        Ok(n) => {
+                            let p = self.pending.as_mut().expect("checked above");
+                            p.advance(n);
+                            if p.is_empty() {
+                                self.pending = None;
+                            }
+                            self.conn.handle_written(n);
+                        }
+                    }
+                    continue;
+                }
+            }
+            if let Poll::Ready(cmd) = self.commands.poll_recv(cx) {
+                apply(&mut self.conn, cmd);
+                if let Some(s) = self.conn.session() {
+                    self.registration.update(s.clone());
+                }
+                continue;
+            }
+            if self.conn.wants_read() {
+                if let Poll::Ready(read) = poll_read_chunk(Pin::new(&mut self.stream), cx) {
+                    match read {
+                        Ok(chunk) if chunk.is_empty() => self.conn.handle_eof(now()),
+                        Ok(chunk) => self.conn.handle_input(now(), chunk),
+                        Err(_) => self.conn.handle_io_error(now()),
+                    }
+                    continue;
+                }
+            }
+            if timer.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                self.armed = None;
+                self.conn.handle_timeout(now());
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Handles actions and every back-end result already available, so the answers to a batch
+    /// of requests leave in one write.
+    fn settle(&mut self, cx: &mut Context<'_>) {
+        loop {
+            while let Some(action) = self.conn.poll_action() {
+                self.act(action);
+            }
             let mut answered = false;
-            while let Some(Some((id, result))) = calls.next().now_or_never() {
+            while let Poll::Ready(Some((id, result))) = self.calls.poll_next(cx) {
                 if let Some(result) = result {
-                    conn.handle_call_result(now(), id, result);
+                    self.conn.handle_call_result(now(), id, result);
                 }
                 answered = true;
             }
             if !answered {
-                break;
-            }
-        }
-        if conn.is_finished() {
-            break;
-        }
-        if pending.is_none() {
-            pending = conn.poll_transmit();
-        }
-        let want_read = conn.wants_read();
-        if want_read && read_buf.capacity() - read_buf.len() < 512 {
-            read_buf.reserve(READ_SIZE);
-        }
-        let timer = conn.poll_timeout().map(tokio::time::Instant::from_std);
-        // One timer per connection, moved only when the deadline changes (registering a new timer
-        // on every loop turn costs more than the rest of the turn).
-        if let Some(t) = timer {
-            if armed != Some(t) {
-                sleep.as_mut().reset(t);
-                armed = Some(t);
-            }
-        }
-        tokio::select! {
-            biased;
-            written = async { wr.write(pending.as_ref().expect("guarded")).await }, if pending.is_some() => {
-                match written {
-                    Ok(0) | Err(_) => conn.handle_io_error(now()),
-                    Ok(n) => {
-                        let p = pending.as_mut().expect("guarded");
-                        p.advance(n);
-                        if p.is_empty() {
-                            pending = None;
-                        }
-                        conn.handle_written(n);
-                    }
-                }
-            }
-            Some((id, result)) = calls.next(), if !calls.is_empty() => {
-                if let Some(result) = result {
-                    conn.handle_call_result(now(), id, result);
-                }
-            }
-            cmd = commands.recv(), if commands_open => match cmd {
-                Some(cmd) => {
-                    apply(&mut conn, cmd);
-                    if let Some(s) = conn.session() {
-                        registration.update(s.clone());
-                    }
-                }
-                None => commands_open = false,
-            },
-            read = rd.read_buf(&mut read_buf), if want_read => match read {
-                Ok(0) => conn.handle_eof(now()),
-                Ok(_) => {
-                    let chunk = read_buf.split();
-                    conn.handle_input(now(), chunk);
-                    if read_buf.capacity() == 0 {
-                        read_buf = BytesMut::new();
-                    }
-                }
-                Err(_) => conn.handle_io_error(now()),
-            },
-            _ = &mut sleep, if timer.is_some() => {
-                armed = None;
-                conn.handle_timeout(now());
+                return;
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Connect(session) => self.registration.connect(session),
+            Action::Disconnect(_, reason) => self.registration.disconnect(reason),
+            Action::StorageHeartbeat(session) => self.services.store.heartbeat(&session),
+            Action::Call(call) => {
+                let Some(backend) = self.services.backends.route(call.route.module()).cloned()
+                else {
+                    self.conn
+                        .handle_call_result(now(), call.id, CallResult::NotFound);
+                    return;
+                };
+                let id = call.id;
+                let call_limit = self.call_limit;
+                self.calls.push(Box::pin(async move {
+                    let fut = AssertUnwindSafe(async move {
+                        backend
+                            .call(call.session, call.route.func(), call.body)
+                            .await
+                    })
+                    .catch_unwind();
+                    // The state machine answers `timeout` on its own; this only makes sure a back
+                    // end that never returns is not kept forever.
+                    let result = match tokio::time::timeout(call_limit, fut).await {
+                        Err(_) => None,
+                        Ok(Err(_panic)) => Some(CallResult::Panicked),
+                        Ok(Ok(Ok(body))) => Some(CallResult::Ok(body)),
+                        Ok(Ok(Err(BackendError::NotFound))) => Some(CallResult::NotFound),
+                        Ok(Ok(Err(BackendError::Busy))) => Some(CallResult::Busy),
+                        Ok(Ok(Err(BackendError::Failed(b)))) => Some(CallResult::Failed(b)),
+                    };
+                    (id, result)
+                }));
+            }
+        }
+    }
 }
 
 fn conn_call_limit(conn: &Connection) -> Duration {

@@ -4,7 +4,7 @@
 use crate::config::AgentConfig;
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
-use crate::handle::{AgentHandle, Command, HandleError};
+use crate::handle::{AgentHandle, Command, Commands, HandleError};
 use crate::registration::Registration;
 use crate::services::{BoxFuture, Services};
 use crate::session::{random_session_id, Session};
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
 /// A byte stream an agent can run on (TCP, TLS, in-memory pipe...).
@@ -33,7 +33,7 @@ pub struct AgentContext {
     /// The drop guard that registers the session and guarantees Disconnect.
     pub registration: Registration,
     /// Commands from the gate (push, kick, bind...).
-    pub commands: mpsc::Receiver<Command>,
+    pub commands: Commands,
     /// The gate's options.
     pub config: Arc<AgentConfig>,
     /// Back ends, session store, learner.
@@ -58,10 +58,16 @@ pub struct NativeAgent;
 
 impl AgentFactory for NativeAgent {
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
-        Box::pin(async move {
-            let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
-            driver::run(conn, stream, ctx.services, ctx.commands, ctx.registration).await;
-        })
+        // The driver's future is boxed as it is (not inside another async block that would keep
+        // its own copy of the context).
+        let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
+        Box::pin(driver::run(
+            conn,
+            stream,
+            ctx.services,
+            ctx.commands,
+            ctx.registration,
+        ))
     }
 }
 
@@ -90,14 +96,17 @@ impl GateShared {
     }
 
     pub(crate) fn unregister(&self, session_id: &str) {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .remove(session_id);
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.remove(session_id);
+        shrink_if_sparse(&mut sessions);
     }
 
     pub(crate) fn connection_ended(&self, conn_id: u64) {
-        self.conns.lock().expect("conns lock").remove(&conn_id);
+        {
+            let mut conns = self.conns.lock().expect("conns lock");
+            conns.remove(&conn_id);
+            shrink_if_sparse(&mut conns);
+        }
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
@@ -105,6 +114,16 @@ impl GateShared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Gives back most of a map's table once it is mostly empty (after a storm of connections), so
+/// the gate does not keep its peak's memory. Shrinking to twice the length leaves room to grow
+/// again before the next reallocation.
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    const MIN_CAPACITY: usize = 1024;
+    if map.capacity() > MIN_CAPACITY && map.len() * 4 < map.capacity() {
+        map.shrink_to((map.len() * 2).max(MIN_CAPACITY));
     }
 }
 
@@ -393,13 +412,9 @@ impl Gate {
             .collect();
         let connections = handles.len();
         for h in &handles {
-            if let Err(HandleError::Full) = h.command(Command::Shutdown) {
-                // A full command queue must not cost this client its CLOSE: wait for room.
-                let tx = h.inner.commands.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(Command::Shutdown).await;
-                });
-            }
+            // A full command queue must not cost this client its CLOSE: the shutdown takes the
+            // next place, as if it had waited for room.
+            let _ = h.command_shutdown();
         }
         let end = tokio::time::Instant::now() + deadline;
         self.wait_idle(end).await;
@@ -447,5 +462,30 @@ async fn refuse(mut stream: BoxStream, code: CloseCode) {
             let _ = stream.shutdown().await;
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shrink_if_sparse;
+    use std::collections::HashMap;
+
+    #[test]
+    fn sparse_maps_give_their_table_back() {
+        let mut map: HashMap<u64, u64> = (0..100_000).map(|i| (i, i)).collect();
+        let peak = map.capacity();
+        for i in 0..99_000 {
+            map.remove(&i);
+            shrink_if_sparse(&mut map);
+        }
+        assert_eq!(map.len(), 1_000);
+        assert!(map.capacity() < peak / 16, "{} of {peak}", map.capacity());
+        assert!(map.capacity() >= 1_000);
+        // Small maps are left alone.
+        let mut small: HashMap<u64, u64> = (0..500).map(|i| (i, i)).collect();
+        small.retain(|&k, _| k < 10);
+        let cap = small.capacity();
+        shrink_if_sparse(&mut small);
+        assert_eq!(small.capacity(), cap);
     }
 }

@@ -1,12 +1,14 @@
 //! [`AgentHandle`]: a connection seen from other tasks — counters, session, commands.
 
+use crate::command_queue::CommandQueue;
 use crate::connection::Counters;
 use crate::session::Session;
 use bytes::Bytes;
 use gatekit_codec::Topic;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::sync::mpsc;
 
 /// Commands to a connection's driver.
 #[derive(Debug, Clone)]
@@ -53,8 +55,63 @@ pub(crate) struct HandleInner {
     pub(crate) conn_time: SystemTime,
     pub(crate) counters: Arc<Counters>,
     pub(crate) session: Mutex<Option<Arc<Session>>>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: CommandQueue,
     pub(crate) max_frame_length: usize,
+}
+
+/// The receiving end of a connection's commands, given to its agent in
+/// [`AgentContext`](crate::AgentContext): commands come out in the order they were accepted.
+///
+/// The queue holds no memory while it is empty. Dropping the receiver closes the queue: senders
+/// then get [`HandleError::Closed`] and commands still queued are dropped.
+pub struct Commands {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commands")
+            .field("queued", &self.inner.commands.len())
+            .finish()
+    }
+}
+
+impl Commands {
+    /// The next command, waiting until one arrives.
+    pub async fn recv(&mut self) -> Command {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next command if one is queued; otherwise `cx` is woken when one arrives.
+    ///
+    /// Each command taken uses up some of the task's tokio budget, like a tokio channel would.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let cmd = std::task::ready!(self.inner.commands.poll_pop(cx));
+        coop.made_progress();
+        Poll::Ready(cmd)
+    }
+
+    /// The next command if one is queued.
+    pub fn try_recv(&mut self) -> Option<Command> {
+        self.inner.commands.try_pop()
+    }
+
+    /// Commands queued.
+    pub fn len(&self) -> usize {
+        self.inner.commands.len()
+    }
+
+    /// Whether no command is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        self.inner.commands.close();
+    }
 }
 
 /// A cheap, cloneable view of one connection, usable from any task: the equivalent of mqant's Agent
@@ -82,23 +139,19 @@ impl std::fmt::Debug for AgentHandle {
 pub const COMMAND_QUEUE: usize = 256;
 
 impl AgentHandle {
-    pub(crate) fn new(
-        counters: Arc<Counters>,
-        max_frame_length: usize,
-    ) -> (AgentHandle, mpsc::Receiver<Command>) {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let inner = HandleInner {
+    pub(crate) fn new(counters: Arc<Counters>, max_frame_length: usize) -> (AgentHandle, Commands) {
+        let inner = Arc::new(HandleInner {
             conn_time: SystemTime::now(),
             counters,
             session: Mutex::new(None),
-            commands: tx,
+            commands: CommandQueue::new(COMMAND_QUEUE),
             max_frame_length,
-        };
+        });
         (
             AgentHandle {
-                inner: Arc::new(inner),
+                inner: inner.clone(),
             },
-            rx,
+            Commands { inner },
         )
     }
 
@@ -138,10 +191,13 @@ impl AgentHandle {
 
     /// Sends a command to the connection.
     pub fn command(&self, cmd: Command) -> Result<(), HandleError> {
-        self.inner.commands.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => HandleError::Full,
-            mpsc::error::TrySendError::Closed(_) => HandleError::Closed,
-        })
+        self.inner.commands.push(cmd)
+    }
+
+    /// Queues [`Command::Shutdown`] even when the queue is full: it takes the next place, after
+    /// the commands already queued, so a full queue cannot cost the client its CLOSE.
+    pub(crate) fn command_shutdown(&self) -> Result<(), HandleError> {
+        self.inner.commands.push_shutdown()
     }
 
     /// Pushes a message to the client (mqant's `WriteMsg` / `Session.Send`).
@@ -164,5 +220,71 @@ impl AgentHandle {
     /// Binds a user id to the session.
     pub fn bind(&self, user_id: impl Into<String>) -> Result<(), HandleError> {
         self.command(Command::Bind(user_id.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> (AgentHandle, Commands) {
+        AgentHandle::new(Arc::new(Counters::default()), 65_535)
+    }
+
+    fn topic() -> Topic {
+        Topic::try_from("t").unwrap()
+    }
+
+    #[test]
+    fn full_at_command_queue_and_in_order() {
+        let (h, mut rx) = handle();
+        for i in 0..COMMAND_QUEUE {
+            h.push(topic(), i.to_string()).unwrap();
+        }
+        assert_eq!(h.kick("late"), Err(HandleError::Full));
+        assert_eq!(rx.len(), COMMAND_QUEUE);
+        for i in 0..COMMAND_QUEUE {
+            match rx.try_recv() {
+                Some(Command::Push(_, body)) => assert_eq!(body, i.to_string()),
+                other => panic!("expected push {i}, got {other:?}"),
+            }
+        }
+        assert!(rx.try_recv().is_none());
+        assert!(rx.is_empty());
+    }
+
+    #[test]
+    fn shutdown_is_queued_after_a_full_queue() {
+        let (h, mut rx) = handle();
+        for _ in 0..COMMAND_QUEUE {
+            h.bind("u").unwrap();
+        }
+        h.command_shutdown().unwrap();
+        assert_eq!(rx.len(), COMMAND_QUEUE + 1);
+        for _ in 0..COMMAND_QUEUE {
+            assert!(matches!(rx.try_recv(), Some(Command::Bind(_))));
+        }
+        assert!(matches!(rx.try_recv(), Some(Command::Shutdown)));
+    }
+
+    #[test]
+    fn closed_once_the_receiver_is_gone() {
+        let (h, rx) = handle();
+        h.kick("x").unwrap();
+        drop(rx);
+        assert_eq!(h.kick("y"), Err(HandleError::Closed));
+        assert_eq!(h.command_shutdown(), Err(HandleError::Closed));
+    }
+
+    #[tokio::test]
+    async fn recv_waits_for_a_command() {
+        let (h, mut rx) = handle();
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        h.kick("wake").unwrap();
+        match waiter.await.unwrap() {
+            Command::Kick(r) => assert_eq!(r, "wake"),
+            other => panic!("expected the kick, got {other:?}"),
+        }
     }
 }

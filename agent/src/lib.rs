@@ -19,11 +19,14 @@
 
 #![warn(missing_docs)]
 
+mod calls;
+mod command_queue;
 pub mod config;
 pub mod connection;
 pub mod driver;
 pub mod gate;
 pub mod handle;
+mod read_scratch;
 pub mod registration;
 pub mod services;
 pub mod session;
@@ -36,7 +39,7 @@ pub use gate::{
     AgentContext, AgentFactory, AgentStream, BoxStream, Gate, GateBuilder, NativeAgent,
     ShutdownReport,
 };
-pub use handle::{AgentHandle, Command, HandleError};
+pub use handle::{AgentHandle, Command, Commands, HandleError};
 pub use registration::Registration;
 pub use services::{
     Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, NoStore, Services, SessionStore,

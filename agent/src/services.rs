@@ -55,9 +55,11 @@ where
 }
 
 /// Routes a module name to its back end. `type@id` (mqant's pinned server) falls back to `type`.
+///
+/// Cloning is cheap (the table is shared): every connection holds a clone.
 #[derive(Clone, Default)]
 pub struct Backends {
-    modules: HashMap<String, Arc<dyn Backend>>,
+    modules: Arc<HashMap<String, Arc<dyn Backend>>>,
 }
 
 impl Backends {
@@ -68,13 +70,13 @@ impl Backends {
 
     /// Adds (or replaces) a module.
     pub fn with(mut self, module: impl Into<String>, backend: impl Backend) -> Self {
-        self.modules.insert(module.into(), Arc::new(backend));
+        Arc::make_mut(&mut self.modules).insert(module.into(), Arc::new(backend));
         self
     }
 
     /// Adds (or replaces) a shared module.
     pub fn with_arc(mut self, module: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
-        self.modules.insert(module.into(), backend);
+        Arc::make_mut(&mut self.modules).insert(module.into(), backend);
         self
     }
 
