@@ -58,7 +58,10 @@ struct Pair {
     a2c: BytesMut,
     /// A chunk from `poll_transmit` the socket could not take yet.
     pending_tx: Option<Bytes>,
+    /// The generation of the one Wake event that is current; older ones in the heap are stale.
     generation: u64,
+    /// When the current Wake event fires (`None`: none is queued).
+    wake_at: Option<Instant>,
     closed: bool,
     bound_at: Option<Instant>,
     results: Vec<(CallId, Option<Bytes>)>,
@@ -137,6 +140,11 @@ pub fn run_with(
         if t > send_end + drain {
             break;
         }
+        if let Event::Wake(i, generation) = event {
+            if pairs[i].as_ref().is_none_or(|p| p.generation != generation) {
+                continue; // stale: the pair rescheduled or ended
+            }
+        }
         if t == now {
             same_instant += 1;
             if same_instant > same_instant_limit {
@@ -164,6 +172,7 @@ pub fn run_with(
                     a2c: BytesMut::new(),
                     pending_tx: None,
                     generation: 0,
+                    wake_at: None,
                     closed: false,
                     bound_at: None,
                     results: Vec::new(),
@@ -175,11 +184,9 @@ pub fn run_with(
                 }
                 i
             }
-            Event::Wake(i, generation) => {
+            Event::Wake(i, _) => {
                 let Some(p) = pairs[i].as_mut() else { continue };
-                if p.generation != generation {
-                    continue;
-                }
+                p.wake_at = None;
                 p.client.handle_timeout(now);
                 p.agent.handle_timeout(now);
                 i
@@ -229,11 +236,15 @@ pub fn run_with(
             live -= 1;
             last_end = now;
         } else {
-            p.generation += 1;
-            let t = min_opt(p.client.poll_timeout(), p.agent.poll_timeout());
-            if let Some(t) = t {
-                let generation = p.generation;
-                push(&mut heap, t.max(now), Event::Wake(i, generation));
+            // One Wake per pair in the heap: queue a new one only when the deadline moved.
+            let t = min_opt(p.client.poll_timeout(), p.agent.poll_timeout()).map(|t| t.max(now));
+            if t != p.wake_at {
+                p.generation += 1;
+                p.wake_at = t;
+                if let Some(t) = t {
+                    let generation = p.generation;
+                    push(&mut heap, t, Event::Wake(i, generation));
+                }
             }
         }
         if now >= last_progress + Duration::from_secs(1) {
