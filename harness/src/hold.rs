@@ -7,23 +7,19 @@
 //! says so and stops (exit status 2) instead of hanging.
 
 use crate::procfs;
-use crate::tcp::{require_loopback, PER_SOURCE_ADDRESS};
+use crate::source_address::{connect_from, source_for, PER_SOURCE_ADDRESS};
+use crate::tcp::require_loopback;
 
-/// Connections per source address by default. The kernel finds a free port for a new connection
-/// more slowly the fuller one source address's port range is (measured: 19,000 connections from
-/// one 127.0.0.x connect at about 2,600 per second, from two at about 13,000), so workers spread
-/// over several.
-pub const DEFAULT_PER_SOURCE: usize = 5_000;
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::native::PROTOCOL_VERSION;
 use gatekit_codec::{Handshake, NativeCodec, Packet};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 /// File descriptors a worker keeps for itself (standard streams, the runtime's epoll and wakers).
@@ -70,9 +66,9 @@ pub struct HoldOptions {
     /// Connections to open.
     pub connections: usize,
     /// First source address; every `per_source` connections the next one is used. Without it the
-    /// kernel chooses (one source address, up to [`PER_SOURCE_ADDRESS`] connections).
+    /// kernel chooses (one source address, up to [`PER_SOURCE_ADDRESS`](crate::source_address::PER_SOURCE_ADDRESS) connections).
     pub source: Option<Ipv4Addr>,
-    /// Connections per source address (at most [`PER_SOURCE_ADDRESS`]).
+    /// Connections per source address (at most [`PER_SOURCE_ADDRESS`](crate::source_address::PER_SOURCE_ADDRESS)).
     pub per_source: usize,
     /// Connects and handshakes in flight at once.
     pub concurrency: usize,
@@ -115,13 +111,6 @@ fn wire(ping: Duration) -> Wire {
     }
 }
 
-/// The source address of connection `i` when each address takes `per_source` connections.
-pub fn source_for(first: Ipv4Addr, i: usize, per_source: usize) -> Ipv4Addr {
-    let [a, b, c, d] = first.octets();
-    let step = (i / per_source.clamp(1, PER_SOURCE_ADDRESS)) as u8;
-    Ipv4Addr::new(a, b, c, d.saturating_add(step))
-}
-
 /// Checks, before opening anything, that `connections` fit under this process's open-file limit.
 pub fn check_open_file_limit(connections: usize) -> Result<(), String> {
     if let Some((soft, _)) = procfs::open_file_limit() {
@@ -136,57 +125,16 @@ pub fn check_open_file_limit(connections: usize) -> Result<(), String> {
 }
 
 async fn connect(opts: &HoldOptions, i: usize) -> std::io::Result<TcpStream> {
-    let socket = if opts.target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+    let source = match opts.source {
+        Some(first) => Some(source_for(first, i, opts.per_source)),
+        None if opts.connections > PER_SOURCE_ADDRESS => Some(source_for(
+            Ipv4Addr::new(127, 0, 0, 1),
+            i,
+            PER_SOURCE_ADDRESS,
+        )),
+        None => None,
     };
-    let source =
-        match opts.source {
-            Some(first) => Some(source_for(first, i, opts.per_source)),
-            None if opts.connections > PER_SOURCE_ADDRESS && opts.target.is_ipv4() => Some(
-                source_for(Ipv4Addr::new(127, 0, 0, 1), i, PER_SOURCE_ADDRESS),
-            ),
-            None => None,
-        };
-    if let Some(src) = source {
-        bind_address_no_port(&socket)?;
-        socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-    }
-    let stream = socket.connect(opts.target).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Lets a socket bound to a source address take its port at `connect`, where only the whole
-/// address pair must be unique (and, on loopback, a TIME_WAIT pair can be reused), instead of at
-/// `bind`, where each source address has one port range for every destination and ports in
-/// TIME_WAIT from an earlier run are unusable.
-#[cfg(target_os = "linux")]
-fn bind_address_no_port(socket: &TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is owned by `socket` and open; the option value is a c_int that lives
-    // across the call, and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn bind_address_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
-    Ok(())
+    connect_from(opts.target, source).await
 }
 
 /// Reads packets until a WELCOME; returns its ping interval.
@@ -420,20 +368,6 @@ pub async fn hold(opts: HoldOptions, mut report: impl FnMut(&WorkerEvent)) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn source_addresses_step_every_block() {
-        let first = Ipv4Addr::new(127, 0, 0, 2);
-        assert_eq!(source_for(first, 0, 5000), first);
-        assert_eq!(source_for(first, 4999, 5000), first);
-        assert_eq!(source_for(first, 5000, 5000), Ipv4Addr::new(127, 0, 0, 3));
-        assert_eq!(source_for(first, 12_000, 5000), Ipv4Addr::new(127, 0, 0, 4));
-        // Never more than the port range allows per address.
-        assert_eq!(
-            source_for(first, PER_SOURCE_ADDRESS, usize::MAX),
-            Ipv4Addr::new(127, 0, 0, 3)
-        );
-    }
 
     #[test]
     fn refuses_more_connections_than_files() {

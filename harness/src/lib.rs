@@ -30,4 +30,5 @@ pub mod scale;
 pub mod scenario;
 pub mod serve;
 pub mod sim;
+pub mod source_address;
 pub mod tcp;

@@ -5,18 +5,19 @@
 
 use crate::fake_backend::EchoBackend;
 use crate::scenario::{BackendProfile, Dur};
+use crate::source_address::{connect_from, source_for, Sources, DEFAULT_PER_SOURCE};
 use bytes::{Bytes, BytesMut};
 use gatekit_agent::{AgentConfig, Backends, Gate, Services};
 use gatekit_codec::{Handshake, MessageId, NativeCodec, Packet, Request, Route, PROTOCOL_VERSION};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Which server.
@@ -30,6 +31,14 @@ pub enum Server {
 }
 
 impl Server {
+    /// The `--server` value of `gatekit rtt-server`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Server::RawEcho => "raw",
+            Server::Gatekit => "gatekit",
+        }
+    }
+
     /// Name in the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +61,10 @@ pub struct RttOptions {
     pub measure: Dur,
     /// Repetitions (the table shows medians).
     pub runs: usize,
+    /// Run each server in a child process started from this executable (`gatekit rtt-server`),
+    /// so that clients and server each have the process's open-file limit; `None`: in this
+    /// process, on a runtime of its own.
+    pub server_exe: Option<std::path::PathBuf>,
 }
 
 /// One run's result.
@@ -96,6 +109,67 @@ async fn raw_echo_server(listener: TcpListener) {
             }
         });
     }
+}
+
+/// A server started for one run, in this process or a child.
+enum Running {
+    InProcess(tokio::runtime::Runtime),
+    Child(std::process::Child),
+}
+
+impl Running {
+    fn start(server: Server, opts: &RttOptions) -> Result<(Running, SocketAddr), String> {
+        let Some(exe) = &opts.server_exe else {
+            let (rt, addr) = start_server(server);
+            return Ok((Running::InProcess(rt), addr));
+        };
+        let mut child = std::process::Command::new(exe)
+            .args(["rtt-server", "--server", server.flag()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .map_err(|e| format!("reading the server's address: {e}"))?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("the server process said {line:?}, not its address"))?;
+        Ok((Running::Child(child), addr))
+    }
+
+    fn stop(self) {
+        match self {
+            Running::InProcess(rt) => rt.shutdown_timeout(Duration::from_secs(1)),
+            Running::Child(mut child) => {
+                drop(child.stdin.take());
+                let end = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < end {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `gatekit rtt-server`: runs one server, prints `listening ADDR`, and stops when standard input
+/// closes.
+pub fn serve_child(server: Server) {
+    let (rt, addr) = start_server(server);
+    println!("listening {addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    rt.shutdown_timeout(Duration::from_secs(1));
 }
 
 fn start_server(server: Server) -> (tokio::runtime::Runtime, SocketAddr) {
@@ -172,12 +246,17 @@ fn request_frame(server: Server, id: u32, body: &Bytes) -> BytesMut {
     }
 }
 
-async fn client(server: Server, addr: SocketAddr, opts: RttOptions, shared: Arc<Shared>) {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
+async fn client(
+    server: Server,
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    opts: RttOptions,
+    shared: Arc<Shared>,
+) {
+    let Ok(mut s) = connect_from(addr, source).await else {
         shared.failures.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let _ = s.set_nodelay(true);
     let body = Bytes::from(vec![b'x'; opts.body]);
     let mut native = NativeCodec::new(1 << 20, gatekit_codec::Oversize::Fail).expect("codec");
     let mut ldc = LengthDelimitedCodec::new();
@@ -249,9 +328,13 @@ async fn client(server: Server, addr: SocketAddr, opts: RttOptions, shared: Arc<
     let _ = shared.hist.lock().expect("hist").add(&local);
 }
 
-/// Runs one server once.
-pub fn run_once(server: Server, opts: &RttOptions) -> RttResult {
-    let (server_rt, addr) = start_server(server);
+/// Runs one server once, clients spread over source addresses from `first_source` on.
+pub fn run_once(
+    server: Server,
+    opts: &RttOptions,
+    first_source: Ipv4Addr,
+) -> Result<RttResult, String> {
+    let (running, addr) = Running::start(server, opts)?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -267,7 +350,16 @@ pub fn run_once(server: Server, opts: &RttOptions) -> RttResult {
     let measure = opts.measure.0;
     let elapsed = client_rt.block_on(async {
         let tasks: Vec<_> = (0..opts.clients)
-            .map(|_| tokio::spawn(client(server, addr, opts.clone(), shared.clone())))
+            .map(|i| {
+                let source = source_for(first_source, i, DEFAULT_PER_SOURCE);
+                tokio::spawn(client(
+                    server,
+                    addr,
+                    Some(source),
+                    opts.clone(),
+                    shared.clone(),
+                ))
+            })
             .collect();
         tokio::time::sleep(measure / 4).await;
         shared.measuring.store(true, Ordering::Relaxed);
@@ -282,7 +374,7 @@ pub fn run_once(server: Server, opts: &RttOptions) -> RttResult {
         elapsed
     });
     client_rt.shutdown_timeout(Duration::from_secs(1));
-    server_rt.shutdown_timeout(Duration::from_secs(1));
+    running.stop();
     let h = shared.hist.lock().expect("hist");
     let q = |x: f64| {
         if h.is_empty() {
@@ -291,13 +383,13 @@ pub fn run_once(server: Server, opts: &RttOptions) -> RttResult {
             h.value_at_quantile(x) as f64 / 1000.0
         }
     };
-    RttResult {
+    Ok(RttResult {
         server,
         rate: shared.done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
         p50_ms: q(0.5),
         p99_ms: q(0.99),
         failures: shared.failures.load(Ordering::Relaxed),
-    }
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -327,12 +419,15 @@ pub struct RttSummary {
     pub p99_ratio: f64,
 }
 
-/// Runs both servers in turn, `opts.runs` times, and summarises.
-pub fn run(opts: &RttOptions, mut each: impl FnMut(&RttResult)) -> RttSummary {
+/// Runs both servers in turn, `opts.runs` times, and summarises. Every run's clients come from
+/// fresh 127.0.0.x source addresses, so the TIME_WAIT pairs of one run never crowd the next.
+pub fn run(opts: &RttOptions, mut each: impl FnMut(&RttResult)) -> Result<RttSummary, String> {
     let mut runs = Vec::new();
+    let mut sources = Sources::default();
     for _ in 0..opts.runs.max(1) {
         for server in [Server::RawEcho, Server::Gatekit] {
-            let r = run_once(server, opts);
+            let first = sources.take(opts.clients.div_ceil(DEFAULT_PER_SOURCE));
+            let r = run_once(server, opts, first)?;
             each(&r);
             runs.push(r);
         }
@@ -349,7 +444,7 @@ pub fn run(opts: &RttOptions, mut each: impl FnMut(&RttResult)) -> RttSummary {
         .filter(|p| p.len() == 2 && p[0].rate > 0.0)
         .map(|p| p[1].rate / p[0].rate)
         .collect();
-    RttSummary {
+    Ok(RttSummary {
         rate_ratio: if pair_ratios.is_empty() {
             0.0
         } else {
@@ -360,7 +455,7 @@ pub fn run(opts: &RttOptions, mut each: impl FnMut(&RttResult)) -> RttSummary {
         runs,
         raw,
         gatekit,
-    }
+    })
 }
 
 impl std::fmt::Display for RttSummary {

@@ -11,13 +11,12 @@
 //! Each count is run `runs` times; the table shows medians. The open-file limit is checked before
 //! anything starts, and a process that hits it anyway stops the run with its message.
 
-use crate::hold::DEFAULT_PER_SOURCE;
 use crate::hold::{WorkerEvent, RESERVED_FILES};
 use crate::procfs;
 use crate::serve::{GateEvent, GateStatus};
+use crate::source_address::{Sources, DEFAULT_PER_SOURCE};
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -338,32 +337,6 @@ fn gate_rss(fleet: &Fleet) -> u64 {
         .sum()
 }
 
-/// Hands out client source addresses 127.0.0.2 to 127.0.0.250, fresh for every run, so the
-/// TIME_WAIT pairs a run leaves behind (clients close first) never crowd the next one.
-#[derive(Debug)]
-pub struct Sources {
-    next: u8,
-}
-
-impl Default for Sources {
-    fn default() -> Self {
-        Sources { next: 2 }
-    }
-}
-
-impl Sources {
-    /// The first of `count` consecutive addresses.
-    pub fn take(&mut self, count: usize) -> Ipv4Addr {
-        let count = count.clamp(1, 200) as u8;
-        if self.next.saturating_add(count) > 250 {
-            self.next = 2;
-        }
-        let first = Ipv4Addr::new(127, 0, 0, self.next);
-        self.next += count;
-        first
-    }
-}
-
 /// Runs `connections` once.
 pub fn run_once(
     opts: &ScaleOptions,
@@ -600,18 +573,6 @@ pub fn table(levels: &[ScaleLevel], max_bytes: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_are_fresh_per_run_and_wrap() {
-        let mut s = Sources::default();
-        assert_eq!(s.take(1), Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(s.take(2), Ipv4Addr::new(127, 0, 0, 3));
-        assert_eq!(s.take(1), Ipv4Addr::new(127, 0, 0, 5));
-        for _ in 0..300 {
-            let a = s.take(3);
-            assert!((2..=247).contains(&a.octets()[3]), "{a}");
-        }
-    }
 
     #[test]
     fn median_of_odd_and_even() {

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Connections per source address before moving to the next 127.0.0.x (the ephemeral port range
-/// holds about 28,000 per source address).
-pub const PER_SOURCE_ADDRESS: usize = 25_000;
+pub use crate::source_address::PER_SOURCE_ADDRESS;
 
 /// Longest a run may take beyond its ramp-up and duration before clients are cut.
 pub const RUN_SLACK: Duration = Duration::from_secs(60);

@@ -182,3 +182,37 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
         g.stderr
     );
 }
+
+#[test]
+fn rtt_runs_both_servers_in_child_processes() {
+    let child = Command::new(GATEKIT)
+        .args([
+            "rtt",
+            "--clients",
+            "20",
+            "--seconds",
+            "1s",
+            "--runs",
+            "1",
+            "--server-process",
+            "--min-rate-ratio",
+            "0.01",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let f = finish(child, Duration::from_secs(60), "gatekit rtt");
+    assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
+    for server in ["tokio LDC echo", "gatekit gate"] {
+        let line = f
+            .stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(server))
+            .unwrap_or_else(|| panic!("no {server} run:\n{}", f.stderr));
+        assert!(line.ends_with("failures 0"), "{line}");
+        assert!(!line.contains(" 0 round trips/s"), "{line}");
+    }
+    assert!(f.stdout.contains("gatekit / raw: rate"), "{}", f.stdout);
+}

@@ -58,6 +58,17 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Run each server in a child process (on by itself past 9,000 clients, where clients and
+        /// server together would pass one process's open-file limit).
+        #[arg(long)]
+        server_process: bool,
+    },
+    /// One `rtt` server in its own process: prints `listening ADDR`, stops when stdin closes.
+    #[command(hide = true)]
+    RttServer {
+        /// raw or gatekit.
+        #[arg(long)]
+        server: String,
     },
     /// Runs the built-in gate with fake back ends and prints live counts.
     Serve(ServeArgs),
@@ -112,7 +123,7 @@ struct HoldArgs {
     #[arg(long)]
     source: Option<std::net::Ipv4Addr>,
     /// Connections per source address (a fuller port range makes connects slower).
-    #[arg(long, default_value_t = gatekit_harness::hold::DEFAULT_PER_SOURCE)]
+    #[arg(long, default_value_t = gatekit_harness::source_address::DEFAULT_PER_SOURCE)]
     per_source: usize,
     /// Connects and handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
@@ -418,7 +429,7 @@ fn rtt(
             r.p99_ms,
             r.failures
         )
-    });
+    })?;
     println!("{summary}");
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&summary).expect("summary serialises");
@@ -457,6 +468,17 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::RttServer { server } => match server.as_str() {
+            "raw" => {
+                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::RawEcho);
+                Ok(ExitCode::SUCCESS)
+            }
+            "gatekit" => {
+                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::Gatekit);
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(format!("no rtt server {other:?}: raw or gatekit")),
+        },
         Command::Serve(args) => serve(args),
         Command::Hold(args) => hold(args),
         Command::Scale(args) => scale(args),
@@ -469,6 +491,7 @@ fn main() -> ExitCode {
             min_rate_ratio,
             max_p99_ratio,
             json,
+            server_process,
         } => rtt(
             gatekit_harness::rtt::RttOptions {
                 clients,
@@ -476,6 +499,17 @@ fn main() -> ExitCode {
                 body,
                 measure: seconds,
                 runs,
+                server_exe: if server_process || clients > 9_000 {
+                    match std::env::current_exe() {
+                        Ok(exe) => Some(exe),
+                        Err(e) => {
+                            eprintln!("gatekit: finding gatekit itself: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                } else {
+                    None
+                },
             },
             min_rate_ratio,
             max_p99_ratio,
