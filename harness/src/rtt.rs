@@ -1,7 +1,9 @@
 //! Round-trip benchmark: the gatekit gate (echo back end) side by side with a minimal tokio server
 //! that frames with tokio-util's `LengthDelimitedCodec` and echoes (no routing, no session, no
-//! counters) — the limit a gate cannot beat. Each server runs on its own one-thread runtime, the
-//! clients on another, so on a 2-core machine each side has a core.
+//! counters) — the limit a gate cannot beat. Each server runs on its own one-worker runtime, the
+//! clients on a current-thread runtime (one FIFO run queue, so every client is served in turn and
+//! the latencies are the server's, not the client scheduler's), so on a 2-core machine each side
+//! has a core.
 
 use crate::fake_backend::EchoBackend;
 use crate::scenario::{BackendProfile, Dur};
@@ -65,6 +67,10 @@ pub struct RttOptions {
     /// so that clients and server each have the process's open-file limit; `None`: in this
     /// process, on a runtime of its own.
     pub server_exe: Option<std::path::PathBuf>,
+    /// The servers' runtime setting `global_queue_interval` (tokio's default: `None`). With one
+    /// worker thread and tokio's default, some gate connections wait in the runtime's global queue
+    /// for a long time (docs/PERFORMANCE.md); 2 shows the gate without that effect.
+    pub global_queue_interval: Option<u32>,
 }
 
 /// One run's result.
@@ -120,11 +126,15 @@ enum Running {
 impl Running {
     fn start(server: Server, opts: &RttOptions) -> Result<(Running, SocketAddr), String> {
         let Some(exe) = &opts.server_exe else {
-            let (rt, addr) = start_server(server);
+            let (rt, addr) = start_server(server, opts.global_queue_interval);
             return Ok((Running::InProcess(rt), addr));
         };
-        let mut child = std::process::Command::new(exe)
-            .args(["rtt-server", "--server", server.flag()])
+        let mut command = std::process::Command::new(exe);
+        command.args(["rtt-server", "--server", server.flag()]);
+        if let Some(n) = opts.global_queue_interval {
+            command.args(["--global-queue-interval", &n.to_string()]);
+        }
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -162,8 +172,8 @@ impl Running {
 
 /// `gatekit rtt-server`: runs one server, prints `listening ADDR`, and stops when standard input
 /// closes.
-pub fn serve_child(server: Server) {
-    let (rt, addr) = start_server(server);
+pub fn serve_child(server: Server, global_queue_interval: Option<u32>) {
+    let (rt, addr) = start_server(server, global_queue_interval);
     println!("listening {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -172,12 +182,16 @@ pub fn serve_child(server: Server) {
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-fn start_server(server: Server) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
+fn start_server(
+    server: Server,
+    global_queue_interval: Option<u32>,
+) -> (tokio::runtime::Runtime, SocketAddr) {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(1).enable_all();
+    if let Some(n) = global_queue_interval {
+        b.global_queue_interval(n);
+    }
+    let rt = b.build().expect("server runtime");
     let addr = rt.block_on(async {
         match server {
             Server::RawEcho => {
@@ -213,6 +227,8 @@ fn start_server(server: Server) -> (tokio::runtime::Runtime, SocketAddr) {
 }
 
 struct Shared {
+    /// Connections that got their first answer (accepted and served).
+    started: AtomicU64,
     measuring: AtomicBool,
     stop: AtomicBool,
     done: AtomicU64,
@@ -270,15 +286,17 @@ async fn client(
         });
         NativeCodec::default().encode(&hs, &mut out).expect("fits");
     }
-    // (id, sent at): the gate may answer out of order (several calls in flight), the raw echo
-    // server answers in order.
-    let mut sent: VecDeque<(u32, Instant)> = VecDeque::new();
+    // (id, sent at, sent while measuring): the gate may answer out of order (several calls in
+    // flight), the raw echo server answers in order. Latency counts requests sent in the measured
+    // window, so connects and accepts still queued at its start do not count.
+    let mut sent: VecDeque<(u32, Instant, bool)> = VecDeque::new();
     let mut id = 0u32;
     for _ in 0..opts.window {
         id += 1;
         out.extend_from_slice(&request_frame(server, id, &body));
-        sent.push_back((id, Instant::now()));
+        sent.push_back((id, Instant::now(), false));
     }
+    let mut first = true;
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
     let mut done = 0u64;
     loop {
@@ -306,18 +324,28 @@ async fn client(
                 },
             };
             let Some(answered) = answered else { break };
-            let t0 = match sent.iter().position(|s| s.0 == answered) {
-                Some(i) => sent.remove(i).map_or_else(Instant::now, |s| s.1),
-                None => continue,
+            let Some((_, t0, in_window)) = sent
+                .iter()
+                .position(|s| s.0 == answered)
+                .and_then(|i| sent.remove(i))
+            else {
+                continue;
             };
-            if shared.measuring.load(Ordering::Relaxed) {
+            if first {
+                first = false;
+                shared.started.fetch_add(1, Ordering::Relaxed);
+            }
+            let measuring = shared.measuring.load(Ordering::Relaxed);
+            if in_window {
                 let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
+            }
+            if measuring {
                 done += 1;
             }
             if !shared.stop.load(Ordering::Relaxed) {
                 id = id.wrapping_add(1).max(1);
                 out.extend_from_slice(&request_frame(server, id, &body));
-                sent.push_back((id, Instant::now()));
+                sent.push_back((id, Instant::now(), measuring));
             }
         }
         if shared.stop.load(Ordering::Relaxed) && sent.is_empty() {
@@ -335,12 +363,12 @@ pub fn run_once(
     first_source: Ipv4Addr,
 ) -> Result<RttResult, String> {
     let (running, addr) = Running::start(server, opts)?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("client runtime");
     let shared = Arc::new(Shared {
+        started: AtomicU64::new(0),
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
@@ -361,6 +389,14 @@ pub fn run_once(
                 ))
             })
             .collect();
+        // Every connection answered once (or 60 s), then a warm-up of a quarter of the window.
+        let all = opts.clients as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while shared.started.load(Ordering::Relaxed) + shared.failures.load(Ordering::Relaxed) < all
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tokio::time::sleep(measure / 4).await;
         shared.measuring.store(true, Ordering::Relaxed);
         let t = Instant::now();

@@ -62,6 +62,9 @@ enum Command {
         /// server together would pass one process's open-file limit).
         #[arg(long)]
         server_process: bool,
+        /// tokio `global_queue_interval` of both servers' runtimes (default: tokio's).
+        #[arg(long)]
+        global_queue_interval: Option<u32>,
     },
     /// One `rtt` server in its own process: prints `listening ADDR`, stops when stdin closes.
     #[command(hide = true)]
@@ -69,6 +72,9 @@ enum Command {
         /// raw or gatekit.
         #[arg(long)]
         server: String,
+        /// tokio `global_queue_interval` of the runtime.
+        #[arg(long)]
+        global_queue_interval: Option<u32>,
     },
     /// Runs the built-in gate with fake back ends and prints live counts.
     Serve(ServeArgs),
@@ -468,13 +474,16 @@ fn main() -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::RttServer { server } => match server.as_str() {
+        Command::RttServer {
+            server,
+            global_queue_interval: gqi,
+        } => match server.as_str() {
             "raw" => {
-                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::RawEcho);
+                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::RawEcho, gqi);
                 Ok(ExitCode::SUCCESS)
             }
             "gatekit" => {
-                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::Gatekit);
+                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::Gatekit, gqi);
                 Ok(ExitCode::SUCCESS)
             }
             other => Err(format!("no rtt server {other:?}: raw or gatekit")),
@@ -492,6 +501,7 @@ fn main() -> ExitCode {
             max_p99_ratio,
             json,
             server_process,
+            global_queue_interval,
         } => rtt(
             gatekit_harness::rtt::RttOptions {
                 clients,
@@ -510,6 +520,7 @@ fn main() -> ExitCode {
                 } else {
                     None
                 },
+                global_queue_interval,
             },
             min_rate_ratio,
             max_p99_ratio,
