@@ -71,6 +71,11 @@ pub struct RttOptions {
     /// worker thread and tokio's default, some gate connections wait in the runtime's global queue
     /// for a long time (docs/PERFORMANCE.md); 2 shows the gate without that effect.
     pub global_queue_interval: Option<u32>,
+    /// Open loop: round trips per second offered in total, spread evenly over the connections,
+    /// whatever the server's speed (latency from each request's intended send time, so a stalled
+    /// server is not excused). `None`: closed loop, each connection keeps `window` requests
+    /// outstanding. Latency comparisons mean most at the same offered rate.
+    pub rate: Option<f64>,
 }
 
 /// One run's result.
@@ -86,6 +91,9 @@ pub struct RttResult {
     pub p99_ms: f64,
     /// Connections that failed.
     pub failures: u64,
+    /// Open loop: sends skipped because `window` requests were already outstanding on the
+    /// connection (the server fell behind the offered rate).
+    pub skipped: u64,
 }
 
 async fn raw_echo_server(listener: TcpListener) {
@@ -233,6 +241,7 @@ struct Shared {
     stop: AtomicBool,
     done: AtomicU64,
     failures: AtomicU64,
+    skipped: AtomicU64,
     hist: Mutex<Histogram<u64>>,
 }
 
@@ -263,6 +272,7 @@ fn request_frame(server: Server, id: u32, body: &Bytes) -> BytesMut {
 }
 
 async fn client(
+    index: usize,
     server: Server,
     addr: SocketAddr,
     source: Option<Ipv4Addr>,
@@ -291,14 +301,25 @@ async fn client(
     // window, so connects and accepts still queued at its start do not count.
     let mut sent: VecDeque<(u32, Instant, bool)> = VecDeque::new();
     let mut id = 0u32;
-    for _ in 0..opts.window {
-        id += 1;
-        out.extend_from_slice(&request_frame(server, id, &body));
-        sent.push_back((id, Instant::now(), false));
+    // Open loop: one request every `interval`, this connection's first at its share of one
+    // interval, so sends are spread evenly.
+    let interval = opts
+        .rate
+        .map(|r| Duration::from_secs_f64(opts.clients as f64 / r.max(1e-3)));
+    let mut next_send = interval.map(|iv| {
+        tokio::time::Instant::now() + iv.mul_f64(index as f64 / opts.clients.max(1) as f64)
+    });
+    if interval.is_none() {
+        for _ in 0..opts.window {
+            id += 1;
+            out.extend_from_slice(&request_frame(server, id, &body));
+            sent.push_back((id, Instant::now(), false));
+        }
     }
     let mut first = true;
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
     let mut done = 0u64;
+    let mut skipped = 0u64;
     loop {
         if !out.is_empty() {
             if s.write_all(&out).await.is_err() {
@@ -307,7 +328,37 @@ async fn client(
             }
             out.clear();
         }
-        match s.read_buf(&mut input).await {
+        let read = match next_send {
+            None => Some(s.read_buf(&mut input).await),
+            Some(at) => tokio::select! {
+                r = s.read_buf(&mut input) => Some(r),
+                _ = tokio::time::sleep_until(at) => None,
+            },
+        };
+        let Some(read) = read else {
+            // An open-loop send is due.
+            let (Some(at), Some(iv)) = (next_send, interval) else {
+                unreachable!("only a due send gets here")
+            };
+            if shared.stop.load(Ordering::Relaxed) {
+                next_send = None;
+                if sent.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            next_send = Some(at + iv);
+            let measuring = shared.measuring.load(Ordering::Relaxed);
+            if sent.len() < opts.window.max(1) {
+                id = id.wrapping_add(1).max(1);
+                out.extend_from_slice(&request_frame(server, id, &body));
+                sent.push_back((id, at.into_std(), measuring));
+            } else if measuring {
+                skipped += 1;
+            }
+            continue;
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
@@ -342,7 +393,7 @@ async fn client(
             if measuring {
                 done += 1;
             }
-            if !shared.stop.load(Ordering::Relaxed) {
+            if interval.is_none() && !shared.stop.load(Ordering::Relaxed) {
                 id = id.wrapping_add(1).max(1);
                 out.extend_from_slice(&request_frame(server, id, &body));
                 sent.push_back((id, Instant::now(), measuring));
@@ -353,6 +404,7 @@ async fn client(
         }
     }
     shared.done.fetch_add(done, Ordering::Relaxed);
+    shared.skipped.fetch_add(skipped, Ordering::Relaxed);
     let _ = shared.hist.lock().expect("hist").add(&local);
 }
 
@@ -373,6 +425,7 @@ pub fn run_once(
         stop: AtomicBool::new(false),
         done: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
         hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
     });
     let measure = opts.measure.0;
@@ -381,6 +434,7 @@ pub fn run_once(
             .map(|i| {
                 let source = source_for(first_source, i, DEFAULT_PER_SOURCE);
                 tokio::spawn(client(
+                    i,
                     server,
                     addr,
                     Some(source),
@@ -425,6 +479,7 @@ pub fn run_once(
         p50_ms: q(0.5),
         p99_ms: q(0.99),
         failures: shared.failures.load(Ordering::Relaxed),
+        skipped: shared.skipped.load(Ordering::Relaxed),
     })
 }
 

@@ -216,3 +216,44 @@ fn rtt_runs_both_servers_in_child_processes() {
     }
     assert!(f.stdout.contains("gatekit / raw: rate"), "{}", f.stdout);
 }
+
+#[test]
+fn rtt_open_loop_offers_the_rate_asked_for() {
+    let child = Command::new(GATEKIT)
+        .args([
+            "rtt",
+            "--clients",
+            "20",
+            "--seconds",
+            "2s",
+            "--runs",
+            "1",
+            "--rate",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let f = finish(child, Duration::from_secs(60), "gatekit rtt --rate");
+    assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
+    assert!(f.stderr.contains("open loop at 1000"), "{}", f.stderr);
+    for server in ["tokio LDC echo", "gatekit gate"] {
+        let line = f
+            .stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(server))
+            .unwrap_or_else(|| panic!("no {server} run:\n{}", f.stderr));
+        let rate: f64 = line
+            .trim_start()
+            .trim_start_matches(server)
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no rate in {line}"));
+        // Open loop: the offered rate, not as fast as the server can go.
+        assert!((800.0..=1200.0).contains(&rate), "{line}");
+        assert!(line.contains("skipped 0"), "{line}");
+    }
+}

@@ -65,6 +65,10 @@ enum Command {
         /// tokio `global_queue_interval` of both servers' runtimes (default: tokio's).
         #[arg(long)]
         global_queue_interval: Option<u32>,
+        /// Open loop: offer this many round trips per second in total (at most --window
+        /// outstanding per connection); latency is then compared at the same load.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// One `rtt` server in its own process: prints `listening ADDR`, stops when stdin closes.
     #[command(hide = true)]
@@ -423,16 +427,25 @@ fn rtt(
     json: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     eprintln!(
-        "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server",
-        opts.clients, opts.window, opts.body, opts.measure, opts.runs
+        "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server{}",
+        opts.clients,
+        opts.window,
+        opts.body,
+        opts.measure,
+        opts.runs,
+        match opts.rate {
+            Some(r) => format!(", open loop at {r:.0} round trips/s offered"),
+            None => String::new(),
+        }
     );
     let summary = gatekit_harness::rtt::run(&opts, |r| {
         eprintln!(
-            "  {:<15} {:>10.0} round trips/s  p50 {:.3} ms  p99 {:.3} ms  failures {}",
+            "  {:<15} {:>10.0} round trips/s  p50 {:.3} ms  p99 {:.3} ms  skipped {}  failures {}",
             r.server.name(),
             r.rate,
             r.p50_ms,
             r.p99_ms,
+            r.skipped,
             r.failures
         )
     })?;
@@ -502,6 +515,7 @@ fn main() -> ExitCode {
             json,
             server_process,
             global_queue_interval,
+            rate,
         } => rtt(
             gatekit_harness::rtt::RttOptions {
                 clients,
@@ -521,6 +535,7 @@ fn main() -> ExitCode {
                     None
                 },
                 global_queue_interval,
+                rate,
             },
             min_rate_ratio,
             max_p99_ratio,
