@@ -81,6 +81,8 @@ pub(crate) struct GateShared {
     live: AtomicUsize,
     next_conn: AtomicU64,
     refused: AtomicU64,
+    accept_errors: AtomicU64,
+    out_of_files: AtomicU64,
     accepted: AtomicU64,
     shutting_down: AtomicBool,
     stop_accepting: Notify,
@@ -174,6 +176,8 @@ impl GateBuilder {
                 live: AtomicUsize::new(0),
                 next_conn: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                accept_errors: AtomicU64::new(0),
+                out_of_files: AtomicU64::new(0),
                 accepted: AtomicU64::new(0),
                 shutting_down: AtomicBool::new(false),
                 stop_accepting: Notify::new(),
@@ -243,12 +247,16 @@ impl Gate {
                             gate.accept(Box::new(stream), "tcp", peer.to_string());
                         }
                         Err(e) => {
-                            // EMFILE / ENFILE: the process hit its open-file limit. Say so and back
-                            // off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
-                                eprintln!("gatekit gate: accept failed: {e} (open-file limit reached; connections held: {})", gate.connection_count());
+                            // EMFILE / ENFILE: the process hit its open-file limit. Count it, say
+                            // so through tracing, and back off instead of spinning.
+                            let out_of_files = matches!(e.raw_os_error(), Some(23) | Some(24));
+                            if out_of_files {
+                                gate.shared.out_of_files.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(error = %e, connections = gate.connection_count(), "accept failed: open-file limit reached");
+                            } else {
+                                tracing::warn!(error = %e, "accept failed");
                             }
+                            gate.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -394,6 +402,16 @@ impl Gate {
         (
             self.shared.accepted.load(Ordering::Relaxed),
             self.shared.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Failed `accept` calls of [`Gate::serve`] so far, and how many of them were the process
+    /// (EMFILE) or the system (ENFILE) out of file descriptors. The accept loop backs off 50 ms after
+    /// each, so while the limit holds this grows by about 20 a second.
+    pub fn accept_errors(&self) -> (u64, u64) {
+        (
+            self.shared.accept_errors.load(Ordering::Relaxed),
+            self.shared.out_of_files.load(Ordering::Relaxed),
         )
     }
 

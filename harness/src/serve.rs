@@ -83,6 +83,12 @@ pub struct GateStatus {
     pub rss_kib: Option<u64>,
     /// Open file descriptors of the process.
     pub open_files: Option<usize>,
+    /// Failed accepts so far.
+    #[serde(default)]
+    pub accept_errors: u64,
+    /// Of those, the ones for want of file descriptors (EMFILE, ENFILE).
+    #[serde(default)]
+    pub out_of_files: u64,
 }
 
 /// What `gatekit serve --json` prints, one JSON object per line.
@@ -159,6 +165,8 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
         heartbeats: tally.heartbeats(),
         rss_kib: procfs::rss_kib(None),
         open_files: procfs::open_files(None),
+        accept_errors: gate.accept_errors().0,
+        out_of_files: gate.accept_errors().1,
     }
 }
 
@@ -211,6 +219,10 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
     });
     let end = tokio::time::Instant::now() + opts.duration;
     let mut tick = tokio::time::interval(opts.status_every);
+    // Whether the open-file limit was reported since connections last fell below it.
+    let mut limit_reported = false;
+    let mut reported_out_of_files = 0;
+    let mut watch = tokio::time::interval(Duration::from_millis(100));
     let stdin = async {
         if opts.stdin_control {
             stdin_closed().await
@@ -225,6 +237,16 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             _ = tokio::signal::ctrl_c() => break,
             _ = &mut stdin => break,
             _ = tick.tick() => report(&GateEvent::Status(status(&gate, &tally))),
+            _ = watch.tick() => {
+                let out_of_files = gate.accept_errors().1;
+                if out_of_files > reported_out_of_files && !limit_reported {
+                    eprintln!("gatekit serve: {}; new connections wait in the listen queue", procfs::out_of_files_message(gate.connection_count()));
+                    limit_reported = true;
+                } else if out_of_files == reported_out_of_files {
+                    limit_reported = false;
+                }
+                reported_out_of_files = out_of_files;
+            }
         }
     }
     let r = gate.shutdown(Duration::from_secs(5)).await;

@@ -148,7 +148,7 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
         .and_then(|s| s.split('"').next())
         .unwrap_or_else(|| panic!("no address in {listening}"))
         .to_owned();
-    std::thread::spawn(move || for _ in lines {});
+    let statuses = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let worker = Command::new(GATEKIT)
         .args([
             "hold",
@@ -181,6 +181,16 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
         "the gate says why it stopped accepting: {}",
         g.stderr
     );
+    // And counts it where a supervisor can read it.
+    let statuses = statuses.join().expect("status reader");
+    let counted = statuses.iter().any(|l| {
+        l.split("\"out_of_files\":")
+            .nth(1)
+            .and_then(|n| n.split([',', '}']).next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    assert!(counted, "no status with out_of_files > 0: {statuses:?}");
 }
 
 #[test]
