@@ -267,3 +267,23 @@ fn rtt_open_loop_offers_the_rate_asked_for() {
         assert!(line.contains("skipped 0"), "{line}");
     }
 }
+
+#[test]
+fn rtt_and_serve_refuse_bad_runtime_and_rate_options() {
+    for args in [
+        &["rtt", "--global-queue-interval", "0"][..],
+        &["rtt", "--rate", "0"][..],
+        &["serve", "--global-queue-interval", "0", "--duration", "1s"][..],
+    ] {
+        let child = Command::new(GATEKIT)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let f = finish(child, Duration::from_secs(20), "gatekit");
+        assert_eq!(f.code, Some(2), "{args:?}: {}", f.stderr);
+        assert!(f.stderr.contains("must be"), "{args:?}: {}", f.stderr);
+    }
+}

@@ -119,6 +119,10 @@ struct ServeArgs {
     /// Also stop when standard input closes.
     #[arg(long)]
     stdin_control: bool,
+    /// tokio `global_queue_interval` of the gate's runtime (default: tokio's). A low value (2)
+    /// keeps a saturated gate fair to every connection (docs/ARCHITECTURE.md §5c).
+    #[arg(long)]
+    global_queue_interval: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -323,10 +327,19 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))
+    runtime_with(None)
+}
+
+fn runtime_with(global_queue_interval: Option<u32>) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = global_queue_interval {
+        if n == 0 {
+            return Err("--global-queue-interval must be at least 1".to_owned());
+        }
+        b.global_queue_interval(n);
+    }
+    b.build().map_err(|e| format!("tokio runtime: {e}"))
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
@@ -343,13 +356,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         stdin_control: args.stdin_control,
     };
     let json = args.json;
-    runtime()?.block_on(gatekit_harness::serve::serve(opts, move |event| {
-        if json {
-            print_json_line(event);
-        } else {
-            eprintln!("{}", gatekit_harness::serve::describe(event));
-        }
-    }))?;
+    runtime_with(args.global_queue_interval)?.block_on(gatekit_harness::serve::serve(
+        opts,
+        move |event| {
+            if json {
+                print_json_line(event);
+            } else {
+                eprintln!("{}", gatekit_harness::serve::describe(event));
+            }
+        },
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -426,6 +442,12 @@ fn rtt(
     max_p99_ratio: Option<f64>,
     json: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
+    if opts.global_queue_interval == Some(0) {
+        return Err("--global-queue-interval must be at least 1".to_owned());
+    }
+    if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err("--rate must be a positive number of round trips per second".to_owned());
+    }
     eprintln!(
         "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server{}",
         opts.clients,
