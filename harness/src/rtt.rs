@@ -71,6 +71,8 @@ pub struct RttOptions {
     /// worker thread and tokio's default, some gate connections wait in the runtime's global queue
     /// for a long time (docs/PERFORMANCE.md); 2 shows the gate without that effect.
     pub global_queue_interval: Option<u32>,
+    /// The runtime each server runs on (the same for both).
+    pub server_runtime: ServerRuntime,
     /// Open loop: round trips per second offered in total, spread evenly over the connections,
     /// whatever the server's speed (latency from each request's intended send time, so a stalled
     /// server is not excused). `None`: closed loop, each connection keeps `window` requests
@@ -127,18 +129,25 @@ async fn raw_echo_server(listener: TcpListener) {
 
 /// A server started for one run, in this process or a child.
 enum Running {
-    InProcess(tokio::runtime::Runtime),
+    InProcess(ServerThread),
     Child(std::process::Child),
 }
 
 impl Running {
     fn start(server: Server, opts: &RttOptions) -> Result<(Running, SocketAddr), String> {
         let Some(exe) = &opts.server_exe else {
-            let (rt, addr) = start_server(server, opts.global_queue_interval);
-            return Ok((Running::InProcess(rt), addr));
+            let (thread, addr) =
+                start_server(server, opts.server_runtime, opts.global_queue_interval);
+            return Ok((Running::InProcess(thread), addr));
         };
         let mut command = std::process::Command::new(exe);
-        command.args(["rtt-server", "--server", server.flag()]);
+        command.args([
+            "rtt-server",
+            "--server",
+            server.flag(),
+            "--server-runtime",
+            opts.server_runtime.flag(),
+        ]);
         if let Some(n) = opts.global_queue_interval {
             command.args(["--global-queue-interval", &n.to_string()]);
         }
@@ -161,7 +170,7 @@ impl Running {
 
     fn stop(self) {
         match self {
-            Running::InProcess(rt) => rt.shutdown_timeout(Duration::from_secs(1)),
+            Running::InProcess(thread) => thread.stop(),
             Running::Child(mut child) => {
                 drop(child.stdin.take());
                 let end = Instant::now() + Duration::from_secs(10);
@@ -180,58 +189,111 @@ impl Running {
 
 /// `gatekit rtt-server`: runs one server, prints `listening ADDR`, and stops when standard input
 /// closes.
-pub fn serve_child(server: Server, global_queue_interval: Option<u32>) {
-    let (rt, addr) = start_server(server, global_queue_interval);
+pub fn serve_child(server: Server, runtime: ServerRuntime, global_queue_interval: Option<u32>) {
+    let (thread, addr) = start_server(server, runtime, global_queue_interval);
     println!("listening {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    rt.shutdown_timeout(Duration::from_secs(1));
+    thread.stop();
+}
+
+/// The runtime each server runs on, on one thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerRuntime {
+    /// tokio's current-thread runtime: one FIFO run queue (thread-per-core servers).
+    #[default]
+    CurrentThread,
+    /// tokio's multi-thread runtime with one worker: a local queue plus a global queue checked
+    /// every `global_queue_interval` ticks, which starves some connections when saturated.
+    MultiThread,
+}
+
+impl ServerRuntime {
+    /// The `--server-runtime` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ServerRuntime::CurrentThread => "current-thread",
+            ServerRuntime::MultiThread => "multi-thread",
+        }
+    }
+}
+
+/// A server running on a thread of its own until stopped.
+struct ServerThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ServerThread {
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 fn start_server(
     server: Server,
+    runtime: ServerRuntime,
     global_queue_interval: Option<u32>,
-) -> (tokio::runtime::Runtime, SocketAddr) {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(1).enable_all();
+) -> (ServerThread, SocketAddr) {
+    let mut b = match runtime {
+        ServerRuntime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        ServerRuntime::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(1);
+            b
+        }
+    };
+    b.enable_all();
     if let Some(n) = global_queue_interval {
         b.global_queue_interval(n);
     }
     let rt = b.build().expect("server runtime");
-    let addr = rt.block_on(async {
-        match server {
-            Server::RawEcho => {
-                let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let a = l.local_addr().expect("addr");
-                tokio::spawn(raw_echo_server(l));
-                a
-            }
-            Server::Gatekit => {
-                let profile = BackendProfile {
-                    latency_min: Dur::millis(0),
-                    latency_max: Dur::millis(0),
-                    ..BackendProfile::default()
-                };
-                let services = Services {
-                    backends: Backends::new().with("echo", EchoBackend::new(profile, 1)),
-                    ..Services::default()
-                };
-                let config = AgentConfig {
-                    max_in_flight: 1024,
-                    ..AgentConfig::default()
-                };
-                let gate = Gate::builder()
-                    .config(config)
-                    .services(services)
-                    .max_connections(100_000)
-                    .build();
-                gate.listen("127.0.0.1:0").await.expect("bind").0
-            }
-        }
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        rt.block_on(async move {
+            let addr = match server {
+                Server::RawEcho => {
+                    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                    let a = l.local_addr().expect("addr");
+                    tokio::spawn(raw_echo_server(l));
+                    a
+                }
+                Server::Gatekit => {
+                    let profile = BackendProfile {
+                        latency_min: Dur::millis(0),
+                        latency_max: Dur::millis(0),
+                        ..BackendProfile::default()
+                    };
+                    let services = Services {
+                        backends: Backends::new().with("echo", EchoBackend::new(profile, 1)),
+                        ..Services::default()
+                    };
+                    let config = AgentConfig {
+                        max_in_flight: 1024,
+                        ..AgentConfig::default()
+                    };
+                    let gate = Gate::builder()
+                        .config(config)
+                        .services(services)
+                        .max_connections(100_000)
+                        .build();
+                    gate.listen("127.0.0.1:0").await.expect("bind").0
+                }
+            };
+            let _ = addr_tx.send(addr);
+            let _ = stopped.await;
+        });
+        rt.shutdown_timeout(Duration::from_secs(1));
     });
-    (rt, addr)
+    let addr = addr_rx
+        .recv()
+        .expect("the server thread reports its address");
+    (ServerThread { stop, thread }, addr)
 }
 
 struct Shared {

@@ -65,6 +65,9 @@ enum Command {
         /// tokio `global_queue_interval` of both servers' runtimes (default: tokio's).
         #[arg(long)]
         global_queue_interval: Option<u32>,
+        /// The runtime both servers run on, one thread each.
+        #[arg(long, value_enum, default_value = "current-thread")]
+        server_runtime: gatekit_harness::rtt::ServerRuntime,
         /// Open loop: offer this many round trips per second in total (at most --window
         /// outstanding per connection); latency is then compared at the same load.
         #[arg(long)]
@@ -76,6 +79,9 @@ enum Command {
         /// raw or gatekit.
         #[arg(long)]
         server: String,
+        /// The runtime to run on.
+        #[arg(long, value_enum, default_value = "current-thread")]
+        server_runtime: gatekit_harness::rtt::ServerRuntime,
         /// tokio `global_queue_interval` of the runtime.
         #[arg(long)]
         global_queue_interval: Option<u32>,
@@ -120,9 +126,13 @@ struct ServeArgs {
     #[arg(long)]
     stdin_control: bool,
     /// tokio `global_queue_interval` of the gate's runtime (default: tokio's). A low value (2)
-    /// keeps a saturated gate fair to every connection (docs/ARCHITECTURE.md §5c).
+    /// keeps a saturated multi-thread gate fair to every connection (docs/ARCHITECTURE.md §5c).
     #[arg(long)]
     global_queue_interval: Option<u32>,
+    /// The gate's runtime: multi-thread (one worker per core), or current-thread (one thread; run
+    /// one process per core with --reuse-port).
+    #[arg(long, value_enum, default_value = "multi-thread")]
+    runtime: gatekit_harness::rtt::ServerRuntime,
 }
 
 #[derive(clap::Args)]
@@ -327,11 +337,21 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    runtime_with(None)
+    runtime_with(gatekit_harness::rtt::ServerRuntime::MultiThread, None)
 }
 
-fn runtime_with(global_queue_interval: Option<u32>) -> Result<tokio::runtime::Runtime, String> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
+fn runtime_with(
+    flavor: gatekit_harness::rtt::ServerRuntime,
+    global_queue_interval: Option<u32>,
+) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = match flavor {
+        gatekit_harness::rtt::ServerRuntime::CurrentThread => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        gatekit_harness::rtt::ServerRuntime::MultiThread => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+    };
     b.enable_all();
     if let Some(n) = global_queue_interval {
         if n == 0 {
@@ -356,16 +376,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         stdin_control: args.stdin_control,
     };
     let json = args.json;
-    runtime_with(args.global_queue_interval)?.block_on(gatekit_harness::serve::serve(
-        opts,
-        move |event| {
+    runtime_with(args.runtime, args.global_queue_interval)?.block_on(
+        gatekit_harness::serve::serve(opts, move |event| {
             if json {
                 print_json_line(event);
             } else {
                 eprintln!("{}", gatekit_harness::serve::describe(event));
             }
-        },
-    ))?;
+        }),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -449,12 +468,13 @@ fn rtt(
         return Err("--rate must be a positive number of round trips per second".to_owned());
     }
     eprintln!(
-        "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server{}",
+        "rtt: {} connections × window {}, {}-byte bodies, {} per run, {} runs per server, {} server runtime{}",
         opts.clients,
         opts.window,
         opts.body,
         opts.measure,
         opts.runs,
+        opts.server_runtime.flag(),
         match opts.rate {
             Some(r) => format!(", open loop at {r:.0} round trips/s offered"),
             None => String::new(),
@@ -511,14 +531,23 @@ fn main() -> ExitCode {
         }
         Command::RttServer {
             server,
+            server_runtime,
             global_queue_interval: gqi,
         } => match server.as_str() {
             "raw" => {
-                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::RawEcho, gqi);
+                gatekit_harness::rtt::serve_child(
+                    gatekit_harness::rtt::Server::RawEcho,
+                    server_runtime,
+                    gqi,
+                );
                 Ok(ExitCode::SUCCESS)
             }
             "gatekit" => {
-                gatekit_harness::rtt::serve_child(gatekit_harness::rtt::Server::Gatekit, gqi);
+                gatekit_harness::rtt::serve_child(
+                    gatekit_harness::rtt::Server::Gatekit,
+                    server_runtime,
+                    gqi,
+                );
                 Ok(ExitCode::SUCCESS)
             }
             other => Err(format!("no rtt server {other:?}: raw or gatekit")),
@@ -537,6 +566,7 @@ fn main() -> ExitCode {
             json,
             server_process,
             global_queue_interval,
+            server_runtime,
             rate,
         } => rtt(
             gatekit_harness::rtt::RttOptions {
@@ -557,6 +587,7 @@ fn main() -> ExitCode {
                     None
                 },
                 global_queue_interval,
+                server_runtime,
                 rate,
             },
             min_rate_ratio,
