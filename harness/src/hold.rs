@@ -258,22 +258,6 @@ async fn one_connection(
     }
 }
 
-/// Resolves when standard input reaches its end (or fails).
-pub async fn stdin_closed() {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 256];
-        let mut stdin = std::io::stdin().lock();
-        while let Ok(n) = std::io::Read::read(&mut stdin, &mut sink) {
-            if n == 0 {
-                break;
-            }
-        }
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
-}
-
 /// Opens, holds and closes the connections; reports through `report`. Returns an error (after
 /// closing everything) if not every connection could be opened.
 pub async fn hold(opts: HoldOptions, mut report: impl FnMut(&WorkerEvent)) -> Result<(), String> {
@@ -348,7 +332,7 @@ pub async fn hold(opts: HoldOptions, mut report: impl FnMut(&WorkerEvent)) -> Re
     if failure.is_none() {
         match opts.hold {
             Some(d) => tokio::time::sleep(d).await,
-            None => stdin_closed().await,
+            None => crate::stdin_control::closed().await,
         }
     }
     let _ = leave_tx.send(true);

@@ -31,4 +31,5 @@ pub mod scenario;
 pub mod serve;
 pub mod sim;
 pub mod source_address;
+pub mod stdin_control;
 pub mod tcp;

@@ -170,22 +170,6 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
     }
 }
 
-/// Resolves when standard input reaches its end (or fails).
-async fn stdin_closed() {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = [0u8; 256];
-        let mut stdin = std::io::stdin().lock();
-        while let Ok(n) = std::io::Read::read(&mut stdin, &mut sink) {
-            if n == 0 {
-                break;
-            }
-        }
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
-}
-
 /// Runs the gate until the duration ends, Ctrl-C, or (with `stdin_control`) standard input closes;
 /// reports through `report`.
 pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Result<(), String> {
@@ -225,7 +209,7 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
     let mut watch = tokio::time::interval(Duration::from_millis(100));
     let stdin = async {
         if opts.stdin_control {
-            stdin_closed().await
+            crate::stdin_control::closed().await
         } else {
             std::future::pending().await
         }

@@ -50,6 +50,24 @@ fn finish(mut child: Child, limit: Duration, what: &str) -> Finished {
     }
 }
 
+/// `gatekit <args>`.
+fn gatekit(args: &[&str]) -> Command {
+    let mut c = Command::new(GATEKIT);
+    c.args(args);
+    c
+}
+
+/// Runs `command` to its end with standard input closed and output captured, within `limit`.
+fn run(mut command: Command, limit: Duration, what: &str) -> Finished {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    finish(child, limit, what)
+}
+
 /// `sh -c 'ulimit -n <files>; exec gatekit <args>'`.
 fn with_file_limit(files: u32, args: &str) -> Command {
     let mut c = Command::new("sh");
@@ -60,8 +78,8 @@ fn with_file_limit(files: u32, args: &str) -> Command {
 
 #[test]
 fn scale_holds_connections_and_sees_every_disconnect() {
-    let child = Command::new(GATEKIT)
-        .args([
+    let f = run(
+        gatekit(&[
             "scale",
             "--connections",
             "300",
@@ -75,13 +93,10 @@ fn scale_holds_connections_and_sees_every_disconnect() {
             "2s",
             "--ping",
             "1s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let f = finish(child, Duration::from_secs(90), "gatekit scale");
+        ]),
+        Duration::from_secs(90),
+        "gatekit scale",
+    );
     assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
     let row = f
         .stdout
@@ -103,13 +118,11 @@ fn scale_holds_connections_and_sees_every_disconnect() {
 
 #[test]
 fn scale_refuses_a_plan_over_the_file_limit() {
-    let child = with_file_limit(200, "scale --connections 1000 --gates 1 --runs 1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let f = finish(child, Duration::from_secs(20), "gatekit scale");
+    let f = run(
+        with_file_limit(200, "scale --connections 1000 --gates 1 --runs 1"),
+        Duration::from_secs(20),
+        "gatekit scale",
+    );
     assert_eq!(f.code, Some(2), "{}\n{}", f.stdout, f.stderr);
     assert!(f.stderr.contains("open-file limit"), "{}", f.stderr);
     assert!(f.stderr.contains("--gates"), "{}", f.stderr);
@@ -117,13 +130,11 @@ fn scale_refuses_a_plan_over_the_file_limit() {
 
 #[test]
 fn a_worker_over_its_file_limit_says_so() {
-    let child = with_file_limit(100, "hold --target 127.0.0.1:9 --connections 500")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let f = finish(child, Duration::from_secs(20), "gatekit hold");
+    let f = run(
+        with_file_limit(100, "hold --target 127.0.0.1:9 --connections 500"),
+        Duration::from_secs(20),
+        "gatekit hold",
+    );
     assert_eq!(f.code, Some(2), "{}\n{}", f.stdout, f.stderr);
     assert!(f.stdout.contains("\"event\":\"failed\""), "{}", f.stdout);
     assert!(f.stderr.contains("RLIMIT_NOFILE"), "{}", f.stderr);
@@ -149,8 +160,8 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
         .unwrap_or_else(|| panic!("no address in {listening}"))
         .to_owned();
     let statuses = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let worker = Command::new(GATEKIT)
-        .args([
+    let w = run(
+        gatekit(&[
             "hold",
             "--target",
             &addr,
@@ -160,13 +171,10 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
             "2s",
             "--hold",
             "1s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn worker");
-    let w = finish(worker, Duration::from_secs(30), "gatekit hold");
+        ]),
+        Duration::from_secs(30),
+        "gatekit hold",
+    );
     assert_eq!(w.code, Some(2), "{}\n{}", w.stdout, w.stderr);
     assert!(
         w.stderr.contains("open-file limit"),
@@ -195,8 +203,8 @@ fn a_gate_at_its_file_limit_says_so_and_the_worker_does_not_hang() {
 
 #[test]
 fn rtt_runs_both_servers_in_child_processes() {
-    let child = Command::new(GATEKIT)
-        .args([
+    let f = run(
+        gatekit(&[
             "rtt",
             "--clients",
             "20",
@@ -207,13 +215,10 @@ fn rtt_runs_both_servers_in_child_processes() {
             "--server-process",
             "--min-rate-ratio",
             "0.01",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let f = finish(child, Duration::from_secs(60), "gatekit rtt");
+        ]),
+        Duration::from_secs(60),
+        "gatekit rtt",
+    );
     assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
     for server in ["tokio LDC echo", "gatekit gate"] {
         let line = f
@@ -229,8 +234,8 @@ fn rtt_runs_both_servers_in_child_processes() {
 
 #[test]
 fn rtt_open_loop_offers_the_rate_asked_for() {
-    let child = Command::new(GATEKIT)
-        .args([
+    let f = run(
+        gatekit(&[
             "rtt",
             "--clients",
             "20",
@@ -240,13 +245,10 @@ fn rtt_open_loop_offers_the_rate_asked_for() {
             "1",
             "--rate",
             "1000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let f = finish(child, Duration::from_secs(60), "gatekit rtt --rate");
+        ]),
+        Duration::from_secs(60),
+        "gatekit rtt --rate",
+    );
     assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
     assert!(f.stderr.contains("open loop at 1000"), "{}", f.stderr);
     for server in ["tokio LDC echo", "gatekit gate"] {
@@ -275,14 +277,7 @@ fn rtt_and_serve_refuse_bad_runtime_and_rate_options() {
         &["rtt", "--rate", "0"][..],
         &["serve", "--global-queue-interval", "0", "--duration", "1s"][..],
     ] {
-        let child = Command::new(GATEKIT)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let f = finish(child, Duration::from_secs(20), "gatekit");
+        let f = run(gatekit(args), Duration::from_secs(20), "gatekit");
         assert_eq!(f.code, Some(2), "{args:?}: {}", f.stderr);
         assert!(f.stderr.contains("must be"), "{args:?}: {}", f.stderr);
     }
