@@ -28,6 +28,9 @@ pub struct AgentConfig {
     pub close_linger: Duration,
     /// The gate's server id, put in every session.
     pub server_id: String,
+    /// Deliberate defects (feature `fault-injection`, for tests only). None by default.
+    #[cfg(feature = "fault-injection")]
+    pub faults: crate::faults::Faults,
 }
 
 impl AgentConfig {
@@ -57,6 +60,8 @@ impl Default for AgentConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             close_linger: Duration::from_secs(2),
             server_id: "gate-1".to_owned(),
+            #[cfg(feature = "fault-injection")]
+            faults: crate::faults::Faults::default(),
         }
     }
 }

@@ -253,6 +253,19 @@ pub struct Connection {
     max_buffered: usize,
     reason: Option<CloseReason>,
     closing_at: Option<Instant>,
+    #[cfg(feature = "fault-injection")]
+    fault_state: FaultState,
+}
+
+/// What the injected faults have counted so far on this connection.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+struct FaultState {
+    responses: u64,
+    pushes: u64,
+    heartbeats: u64,
+    /// A response held back by `swap-responses`, written after the next one.
+    held: Option<Response>,
 }
 
 impl fmt::Debug for Connection {
@@ -308,6 +321,8 @@ impl Connection {
             max_buffered: 0,
             reason: None,
             closing_at: None,
+            #[cfg(feature = "fault-injection")]
+            fault_state: FaultState::default(),
             info,
             config,
         }
@@ -448,6 +463,14 @@ impl Connection {
     pub fn push(&mut self, topic: Topic, body: Bytes) -> Result<(), PushError> {
         if !matches!(self.phase, Phase::Open) {
             return Err(PushError::NotOpen);
+        }
+        #[cfg(feature = "fault-injection")]
+        {
+            self.fault_state.pushes += 1;
+            let n = self.fault_state.pushes;
+            if crate::faults::hits(self.config.faults.drop_push_every, n) {
+                return Ok(());
+            }
         }
         self.send(&Packet::Push(Push::new(topic, body)))?;
         Ok(())
@@ -600,14 +623,11 @@ impl Connection {
     }
 
     /// The bound on [`Connection::buffered_bytes`] this connection keeps, whatever the client does:
-    /// the largest frame plus one read of `read_size` bytes, plus the write queue limit and one frame.
+    /// [`AgentConfig::buffer_bound`] (the largest frame plus one read of `read_size` bytes, plus
+    /// the write queue limit, the packet that crosses it and a final CLOSE, each packet with its
+    /// bookkeeping).
     pub fn buffer_bound(&self, read_size: usize) -> usize {
-        self.config.max_frame_length
-            + 4
-            + read_size
-            + self.config.max_write_queue
-            + self.config.max_frame_length
-            + 4
+        self.config.buffer_bound(read_size)
     }
 
     /// The options.
@@ -659,6 +679,14 @@ impl Connection {
         if due {
             self.heartbeat_last = Some(now);
             self.active_since_heartbeat = false;
+            #[cfg(feature = "fault-injection")]
+            {
+                self.fault_state.heartbeats += 1;
+                let n = self.fault_state.heartbeats;
+                if crate::faults::hits(self.config.faults.skip_heartbeat_every, n) {
+                    return;
+                }
+            }
             let session = self.session.clone().expect("bound implies a session");
             self.actions.push_back(Action::StorageHeartbeat(session));
         }
@@ -820,6 +848,30 @@ impl Connection {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
+        #[cfg(feature = "fault-injection")]
+        {
+            self.fault_state.responses += 1;
+            let n = self.fault_state.responses;
+            let faults = &self.config.faults;
+            if crate::faults::hits(faults.drop_response_every, n) {
+                return;
+            }
+            if let Some(held) = self.fault_state.held.take() {
+                // This response goes first, then the one held back.
+                self.send_response(id, status, body);
+                self.send_response(held.id, held.status, held.body);
+                return;
+            }
+            if crate::faults::hits(faults.swap_responses_every, n) {
+                self.fault_state.held = Some(Response { id, status, body });
+                return;
+            }
+        }
+        self.send_response(id, status, body);
+    }
+
+    /// Encodes a RESPONSE; one over the frame limit becomes `internal error`.
+    fn send_response(&mut self, id: MessageId, status: Status, body: Bytes) {
         let packet = Packet::Response(Response { id, status, body });
         if let Err(PushError::Encode(_)) = self.send(&packet) {
             // The back end answered more than a frame holds: tell the client, do not drop the id.
@@ -835,6 +887,10 @@ impl Connection {
     fn send(&mut self, packet: &Packet) -> Result<(), PushError> {
         self.enqueue(packet)?;
         self.note_buffered();
+        #[cfg(feature = "fault-injection")]
+        if self.config.faults.skip_slow_consumer_close {
+            return Ok(());
+        }
         if self.queued_output() > self.config.max_write_queue {
             // The client is not reading: no point queueing a CLOSE behind what it ignores.
             self.output = BytesMut::new();
@@ -910,6 +966,10 @@ impl Connection {
         if self.connected && !self.disconnect_sent {
             self.disconnect_sent = true;
             let session = self.session.clone().expect("connected implies a session");
+            #[cfg(feature = "fault-injection")]
+            if self.config.faults.drops_disconnect_of(&session.session_id) {
+                return;
+            }
             self.actions.push_back(Action::Disconnect(session, reason));
         }
     }

@@ -387,6 +387,34 @@ impl Gate {
             .count()
     }
 
+    /// Pushes a message to every session, telling `each` the session id and whether its
+    /// connection accepted the push (queued it in order after everything queued before) or why
+    /// not; returns how many accepted it. A session that connects during the call may or may not
+    /// be included; one that is included is told.
+    pub fn broadcast_each(
+        &self,
+        topic: Topic,
+        body: impl Into<Bytes>,
+        mut each: impl FnMut(&str, Result<(), HandleError>),
+    ) -> usize {
+        let body = body.into();
+        let sessions: Vec<(String, AgentHandle)> = self
+            .shared
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .iter()
+            .map(|(id, h)| (id.clone(), h.clone()))
+            .collect();
+        let mut accepted = 0;
+        for (id, h) in &sessions {
+            let result = h.push(topic.clone(), body.clone());
+            accepted += usize::from(result.is_ok());
+            each(id, result);
+        }
+        accepted
+    }
+
     /// Sessions connected (handshake done, not yet disconnected): mqant's `GetAgentNum`.
     pub fn session_count(&self) -> usize {
         self.shared.sessions.lock().expect("sessions lock").len()

@@ -24,6 +24,8 @@ mod command_queue;
 pub mod config;
 pub mod connection;
 pub mod driver;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod gate;
 pub mod handle;
 mod read_scratch;
@@ -35,6 +37,8 @@ pub use config::AgentConfig;
 pub use connection::{
     Action, Call, CallId, CallResult, CloseReason, ConnInfo, Connection, Counters, PushError,
 };
+#[cfg(feature = "fault-injection")]
+pub use faults::Faults;
 pub use gate::{
     AgentContext, AgentFactory, AgentStream, BoxStream, Gate, GateBuilder, NativeAgent,
     ShutdownReport,

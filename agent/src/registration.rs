@@ -58,6 +58,16 @@ impl Registration {
     /// `internal`, or `shutdown` during a gate shutdown) if this was not called.
     pub fn disconnect(&mut self, reason: CloseReason) {
         self.reason.get_or_insert(reason);
+        #[cfg(feature = "fault-injection")]
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| self.gate.config.faults.drops_disconnect_of(&s.session_id))
+        {
+            // Forgotten, as in mqant: the session stays registered and the learner is never told.
+            self.session = None;
+            return;
+        }
         if let Some(session) = self.session.take() {
             self.gate.unregister(&session.session_id);
             self.gate.services.learner.disconnect(&session, reason);

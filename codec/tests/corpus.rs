@@ -8,6 +8,8 @@
 //! - every `.bin` under `native/` and `regressions/` goes through the checks of the fuzz targets
 //!   (`fuzz/src/lib.rs`, compiled in here as a module): no panic, no loop, the same results whole
 //!   and in 1-byte chunks.
+//! - nothing else: a file the replay cannot classify (`classify_corpus`) fails the tests, naming it,
+//!   rather than being skipped.
 //!
 //! The golden and malformed files are written by the generator at the end of this file, never by
 //! hand: `GATEKIT_REGENERATE_CORPUS=1 cargo test -p gatekit-codec --test corpus` rewrites them;
@@ -58,17 +60,138 @@ fn files_with_ext(dir: &Path, ext: &str) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Every `.bin` file under `dir`, recursively, sorted.
-fn bin_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            bin_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "bin") {
-            out.push(path);
+/// The fuzz targets (`fuzz/Cargo.toml`); a regression's name starts with one of them and `-`.
+const FUZZ_TARGETS: [&str; 3] = ["native_decode", "native_roundtrip", "framing"];
+
+/// What the replay may find under `corpus/`; anything else is refused, not skipped.
+const CORPUS_RULES: &str = "allowed under corpus/: README.md (in any of its folders), \
+    native/golden/<name>.bin, native/malformed/<name>.bin with its <name>.err (both or neither), \
+    regressions/<target>-<name>.bin with <target> one of native_decode, native_roundtrip, framing";
+
+/// The files of a corpus directory, by kind, each list sorted.
+#[derive(Debug, Default)]
+struct Corpus {
+    golden: Vec<PathBuf>,
+    /// The `.bin` of each malformed pair.
+    malformed: Vec<PathBuf>,
+    regressions: Vec<PathBuf>,
+}
+
+impl Corpus {
+    /// Every `.bin` file: golden, malformed and regressions.
+    fn bins(&self) -> impl Iterator<Item = &PathBuf> {
+        self.golden
+            .iter()
+            .chain(&self.malformed)
+            .chain(&self.regressions)
+    }
+}
+
+/// Sorts every file under `dir` into its kind (see `CORPUS_RULES`). Fails with one line per file
+/// or folder that fits no rule, and per malformed `.bin` or `.err` without its partner.
+fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
+    fn walk(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, bool)>) {
+        let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            let is_dir = entry.file_type().unwrap().is_dir();
+            if is_dir {
+                walk(&entry.path(), &rel, out);
+            }
+            out.push((rel, is_dir));
         }
     }
-    out.sort();
+    let mut entries = Vec::new();
+    walk(dir, Path::new(""), &mut entries);
+    entries.sort();
+
+    let mut corpus = Corpus::default();
+    let mut malformed_err = Vec::new();
+    let mut problems = Vec::new();
+    for (rel, is_dir) in entries {
+        let Some(text) = rel.to_str() else {
+            problems.push(format!("{}: name is not UTF-8", rel.display()));
+            continue;
+        };
+        let parts: Vec<&str> = text.split(std::path::MAIN_SEPARATOR).collect();
+        let ok = match (is_dir, parts.as_slice()) {
+            (true, ["native" | "regressions"] | ["native", "golden" | "malformed"]) => true,
+            (true, _) => false,
+            (false, [.., "README.md"]) => true,
+            (false, ["native", "golden", f]) if is_named(f, ".bin") => {
+                corpus.golden.push(dir.join(&rel));
+                true
+            }
+            (false, ["native", "malformed", f]) if is_named(f, ".bin") => {
+                corpus.malformed.push(dir.join(&rel));
+                true
+            }
+            (false, ["native", "malformed", f]) if is_named(f, ".err") => {
+                malformed_err.push(dir.join(&rel));
+                true
+            }
+            (false, ["regressions", f]) if is_regression(f) => {
+                corpus.regressions.push(dir.join(&rel));
+                true
+            }
+            (false, _) => false,
+        };
+        if !ok {
+            let kind = if is_dir { "folder" } else { "file" };
+            problems.push(format!(
+                "{}: unexpected {kind} in the corpus ({CORPUS_RULES})",
+                dir.join(&rel).display()
+            ));
+        }
+    }
+    let bins: Vec<PathBuf> = corpus
+        .malformed
+        .iter()
+        .map(|p| p.with_extension(""))
+        .collect();
+    let errs: Vec<PathBuf> = malformed_err.iter().map(|p| p.with_extension("")).collect();
+    for stem in bins.iter().filter(|s| !errs.contains(s)) {
+        problems.push(format!(
+            "{}.bin: malformed input without its .err ({CORPUS_RULES})",
+            stem.display()
+        ));
+    }
+    for stem in errs.iter().filter(|s| !bins.contains(s)) {
+        problems.push(format!(
+            "{}.err: expected error without its .bin ({CORPUS_RULES})",
+            stem.display()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(corpus)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `file` is `<something>.ext`, with a non-empty `<something>`.
+fn is_named(file: &str, ext: &str) -> bool {
+    file.strip_suffix(ext).is_some_and(|stem| !stem.is_empty())
+}
+
+/// `file` is `<target>-<name>.bin`, `<target>` a fuzz target and `<name>` not empty.
+fn is_regression(file: &str) -> bool {
+    FUZZ_TARGETS.iter().any(|target| {
+        file.strip_prefix(target)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|name| is_named(name, ".bin"))
+    })
+}
+
+/// The repository's corpus, classified; panics naming every file that fits no rule.
+fn corpus() -> Corpus {
+    classify_corpus(&corpus_dir()).unwrap_or_else(|problems| {
+        panic!(
+            "corpus/ holds files the replay cannot classify:\n{}",
+            problems.join("\n")
+        )
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -141,12 +264,10 @@ fn malformed_files_give_their_error() {
 /// whole and one byte at a time to the same packets and errors (oversized frames fatal or skipped).
 #[test]
 fn corpus_replays_whole_and_bytewise() {
-    let mut paths = Vec::new();
-    bin_files(&corpus_dir().join("native"), &mut paths);
-    bin_files(&corpus_dir().join("regressions"), &mut paths);
-    assert!(!paths.is_empty());
+    let corpus = corpus();
+    assert!(!corpus.golden.is_empty() && !corpus.malformed.is_empty());
     let mut failures = Vec::new();
-    for path in &paths {
+    for path in corpus.bins() {
         let data = fs::read(path).unwrap();
         let replay = catch_unwind(AssertUnwindSafe(|| {
             fuzz_checks::native_decode(&data);
@@ -162,6 +283,108 @@ fn corpus_replays_whole_and_bytewise() {
         }
     }
     assert!(failures.is_empty(), "panicked on {failures:#?}");
+}
+
+/// Nothing in `corpus/` escapes the replay: every file is of a kind the tests above read.
+#[test]
+fn corpus_holds_only_classifiable_files() {
+    let corpus = corpus();
+    assert!(!corpus.golden.is_empty(), "no golden files");
+}
+
+/// A scratch directory under the system's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "gatekit-corpus-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The classifier accepts a corpus of every allowed kind, and refuses, naming it, each file that
+/// the replay would otherwise skip: a regression without `.bin` or with an unknown target, a file
+/// of the wrong kind or in a folder of its own, a malformed `.bin` or `.err` without its partner.
+#[test]
+fn classifier_refuses_what_it_cannot_classify() {
+    let tmp = TempDir::new("classify");
+    tmp.write("README.md", b"");
+    tmp.write("regressions/README.md", b"");
+    let golden = tmp.write("native/golden/ping.bin", &[1, 7]);
+    let malformed = tmp.write("native/malformed/empty_frame.bin", &[0]);
+    tmp.write("native/malformed/empty_frame.err", b"empty frame");
+    let regression = tmp.write("regressions/framing-varint.bin", &[0]);
+    let corpus = classify_corpus(&tmp.0).expect("a valid corpus");
+    assert_eq!(corpus.golden, [golden]);
+    assert_eq!(corpus.malformed, [malformed]);
+    assert_eq!(corpus.regressions, [regression]);
+
+    for bad in [
+        "regressions/framing-varint",
+        "regressions/framing-varint.txt",
+        "regressions/framming-varint.bin",
+        "regressions/framing-.bin",
+        "regressions/crash-0123abcd",
+        "regressions/new/framing-x.bin",
+        "native/golden/ping.err",
+        "native/golden/README.txt",
+        "native/other/ping.bin",
+        "native/ping.bin",
+        "stray.bin",
+    ] {
+        let path = tmp.write(bad, &[0]);
+        let problems = classify_corpus(&tmp.0).expect_err(bad);
+        let named = path.display().to_string();
+        assert!(
+            problems.iter().any(|p| p.starts_with(&named)
+                && p.contains("unexpected")
+                && p.contains("allowed under corpus/")),
+            "{bad}: {problems:#?}"
+        );
+        if path.parent().unwrap().read_dir().unwrap().count() == 1 {
+            fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+        classify_corpus(&tmp.0).unwrap_or_else(|p| panic!("after removing {bad}: {p:#?}"));
+    }
+
+    for (bad, partner_missing) in [
+        ("native/malformed/lonely.bin", ".err"),
+        ("native/malformed/lonely.err", ".bin"),
+    ] {
+        let path = tmp.write(bad, &[0]);
+        let problems = classify_corpus(&tmp.0).expect_err(bad);
+        assert_eq!(problems.len(), 1, "{bad}: {problems:#?}");
+        assert!(
+            problems[0].starts_with(&path.display().to_string())
+                && problems[0].contains(&format!("without its {partner_missing}")),
+            "{bad}: {problems:#?}"
+        );
+        fs::remove_file(&path).unwrap();
+    }
+    classify_corpus(&tmp.0).expect("a valid corpus again");
 }
 
 /// A fuzz find of a typed target (`framing-*.bin`, `native_roundtrip-*.bin`) holds `Arbitrary`

@@ -1,6 +1,7 @@
 //! A simulated game client: a sans-I/O state machine like the agent's, driven by the sim engine on a
 //! virtual clock or by a tokio task over a real socket. Each client has its own seeded randomness.
 
+use crate::answer_deadline::AnswerDeadlines;
 use crate::scenario::{Mix, Scenario};
 use bytes::{BufMut, Bytes, BytesMut};
 use gatekit_codec::{
@@ -86,8 +87,32 @@ impl Behavior {
 /// The route every request goes to: the fake back end echoes.
 pub const ECHO_ROUTE: &str = "echo/say";
 
-/// Time a finishing client waits for its outstanding responses before closing anyway.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(15);
+/// Time between two bytes of a dribbling client (shorter for a packet that would otherwise take
+/// longer than half the gate's idle timeout).
+pub const DRIBBLE_STEP: Duration = Duration::from_millis(50);
+
+/// Slack on answer deadlines in `sim` (the virtual clock is exact; this only orders a give-up after
+/// an answer due at the same instant).
+pub const SIM_ANSWER_SLACK: Duration = Duration::from_millis(1);
+
+/// The first 8 bytes of every push body the harness sends: its number, big-endian; the rest is
+/// filler. A body too short to carry one is read as [`UNKNOWN_PUSH`].
+pub fn push_body(seq: u64, size: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(size.max(8));
+    b.put_u64(seq);
+    b.resize(size.max(8), b'p');
+    b.freeze()
+}
+
+/// The number read from a push body that does not carry one.
+pub const UNKNOWN_PUSH: u64 = u64::MAX;
+
+fn push_seq(body: &[u8]) -> u64 {
+    match body.get(..8) {
+        Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+        None => UNKNOWN_PUSH,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -122,6 +147,17 @@ pub struct ClientStats {
     pub wrong_bodies: u64,
     /// Requests still unanswered when the connection ended.
     pub unanswered: u64,
+    /// Responses that came after their answer deadline (plus slack).
+    pub late_responses: u64,
+    /// Responses whose id is lower than one already answered (request order broken).
+    pub out_of_order: u64,
+    /// For each unanswered request, when a correct gate had to have answered it (`None`: it was
+    /// never fully sent).
+    #[serde(skip)]
+    pub unanswered_due: Vec<Option<Instant>>,
+    /// The number of every push received, in arrival order (see [`push_body`]).
+    #[serde(skip)]
+    pub push_seqs: Vec<u64>,
     /// Bytes of garbage sent.
     pub garbage_bytes: u64,
     /// The CLOSE the gate sent, if any.
@@ -129,7 +165,8 @@ pub struct ClientStats {
     pub gate_close: Option<CloseCode>,
     /// Whether the handshake was answered with WELCOME.
     pub welcomed: bool,
-    /// Closed after the grace period with requests still outstanding (it gave up waiting).
+    /// Closed with requests still outstanding after their answer deadlines had passed (it gave up
+    /// waiting: a correct gate never makes a client do that).
     pub gave_up: bool,
     /// The client's own decode errors on the gate's output (should stay 0).
     pub decode_errors: u64,
@@ -153,6 +190,31 @@ pub enum Ending {
     Abort,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    sent: Instant,
+    /// When a correct gate has answered it at the latest (`None` until fully sent).
+    due: Option<Instant>,
+}
+
+/// What a packet sent does to the answer deadlines.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    Request(u32),
+    Notify,
+    Other,
+}
+
+impl Sent {
+    fn of(packet: &Packet) -> Sent {
+        match packet {
+            Packet::Request(r) => Sent::Request(r.id().get()),
+            Packet::Notify(_) => Sent::Notify,
+            _ => Sent::Other,
+        }
+    }
+}
+
 /// One simulated client.
 pub struct SimClient {
     /// Index of the client in the run.
@@ -172,7 +234,13 @@ pub struct SimClient {
     dribble: BytesMut,
     next_dribble: Instant,
     next_id: u32,
-    outstanding: BTreeMap<u32, Instant>,
+    outstanding: BTreeMap<u32, Outstanding>,
+    deadlines: AnswerDeadlines,
+    answer_slack: Duration,
+    /// The highest request id answered so far.
+    highest_answered: u32,
+    /// When the connection ended for this client (it closed, dropped, or saw the gate close).
+    ended_at: Option<Instant>,
     started: Instant,
     end: Instant,
     drop_at: Option<Instant>,
@@ -191,8 +259,12 @@ pub struct SimClient {
     behavior_flushed: bool,
     /// Bytes dribbled out so far.
     dribbled: u64,
-    /// Where each dribbled packet ends, counted in `dribbled` bytes.
-    dribble_marks: std::collections::VecDeque<u64>,
+    /// Time between two dribbled bytes: [`DRIBBLE_STEP`], or less when the queue is so long that
+    /// the gate's idle timeout would pass before a packet is complete.
+    dribble_step: Duration,
+    idle_timeout: Duration,
+    /// Where each dribbled packet ends, counted in `dribbled` bytes, and what it was.
+    dribble_marks: std::collections::VecDeque<(u64, Sent)>,
     /// Times the client sent a packet (kept only when `track_activity`).
     pub activity: Vec<Instant>,
     track_activity: bool,
@@ -234,6 +306,13 @@ impl SimClient {
             next_dribble: now,
             next_id: 1,
             outstanding: BTreeMap::new(),
+            deadlines: AnswerDeadlines::new(
+                scenario.gate.backend_timeout.0,
+                scenario.gate.max_in_flight,
+            ),
+            answer_slack: SIM_ANSWER_SLACK,
+            highest_answered: 0,
+            ended_at: None,
             started: now,
             end,
             drop_at,
@@ -249,6 +328,8 @@ impl SimClient {
             waiting_close: false,
             behavior_flushed: false,
             dribbled: 0,
+            dribble_step: DRIBBLE_STEP,
+            idle_timeout: scenario.gate.idle_timeout.0,
             dribble_marks: std::collections::VecDeque::new(),
             activity: Vec::new(),
             track_activity: scenario.bind_users,
@@ -275,7 +356,13 @@ impl SimClient {
         b.freeze()
     }
 
+    /// Slack allowed on answer deadlines (default [`SIM_ANSWER_SLACK`]; more over real sockets).
+    pub fn set_answer_slack(&mut self, slack: Duration) {
+        self.answer_slack = slack;
+    }
+
     fn send(&mut self, now: Instant, packet: &Packet) {
+        let sent = Sent::of(packet);
         if self.behavior == Behavior::Dribble && !self.behavior_flushed {
             // The packet is sent (and counts as activity) when its last byte is dribbled out.
             self.codec
@@ -284,7 +371,11 @@ impl SimClient {
             self.stats.packets_sent += 1;
             self.last_sent = now;
             self.dribble_marks
-                .push_back(self.dribbled + self.dribble.len() as u64);
+                .push_back((self.dribbled + self.dribble.len() as u64, sent));
+            // A client may send slowly, but each packet must arrive within the idle timeout (half
+            // of it, to spare): only complete packets are activity.
+            let budget = self.idle_timeout / 2;
+            self.dribble_step = DRIBBLE_STEP.min(budget / self.dribble.len().max(1) as u32);
             return;
         }
         self.codec
@@ -292,23 +383,62 @@ impl SimClient {
             .expect("client packets are within limits");
         self.stats.packets_sent += 1;
         self.last_sent = now;
+        self.fully_sent(now, sent);
+    }
+
+    /// A packet's last byte left the client at `now`.
+    fn fully_sent(&mut self, now: Instant, sent: Sent) {
         if self.track_activity {
             self.activity.push(now);
         }
-    }
-
-    /// Records activity for every dribbled packet whose last byte is now out.
-    fn note_dribbled(&mut self, now: Instant) {
-        while self
-            .dribble_marks
-            .front()
-            .is_some_and(|&end| end <= self.dribbled)
-        {
-            self.dribble_marks.pop_front();
-            if self.track_activity {
-                self.activity.push(now);
+        match sent {
+            Sent::Request(id) => {
+                let due = self.deadlines.call(now, Some(id));
+                if let Some(o) = self.outstanding.get_mut(&id) {
+                    o.due = Some(due);
+                }
+            }
+            Sent::Notify => {
+                self.deadlines.call(now, None);
+            }
+            Sent::Other => {
+                self.deadlines.packet(now);
             }
         }
+    }
+
+    /// Notes every dribbled packet whose last byte is now out.
+    fn note_dribbled(&mut self, now: Instant) {
+        while let Some(&(end, sent)) = self.dribble_marks.front() {
+            if end > self.dribbled {
+                break;
+            }
+            self.dribble_marks.pop_front();
+            self.fully_sent(now, sent);
+        }
+    }
+
+    /// When the client stops waiting for its outstanding requests: once every one of them is
+    /// past its answer deadline plus the slack (`None`: nothing outstanding, or one not yet
+    /// fully sent).
+    pub fn give_up_at(&self) -> Option<Instant> {
+        let mut latest: Option<Instant> = None;
+        for o in self.outstanding.values() {
+            let due = o.due?;
+            latest = Some(latest.map_or(due, |l| l.max(due)));
+        }
+        latest.map(|d| d + self.answer_slack)
+    }
+
+    /// When the connection ended for this client, once it has.
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.ended_at
+    }
+
+    /// Whether the client reads everything the gate sends it (a slow consumer stops after
+    /// WELCOME).
+    pub fn reads_everything(&self) -> bool {
+        self.behavior != Behavior::SlowConsumer
     }
 
     /// Bytes to write, if any.
@@ -364,22 +494,33 @@ impl SimClient {
                     let id = r.id.get();
                     match self.outstanding.remove(&id) {
                         None => self.stats.unexpected_responses += 1,
-                        Some(sent) => {
-                            let us = now.saturating_duration_since(sent).as_micros() as u64;
+                        Some(o) => {
+                            let us = now.saturating_duration_since(o.sent).as_micros() as u64;
                             let _ = latency_us.record(us.max(1));
                             if r.status == Status::Ok && r.body != self.body_for(id) {
                                 self.stats.wrong_bodies += 1;
                             }
+                            if o.due.is_some_and(|d| now > d + self.answer_slack) {
+                                self.stats.late_responses += 1;
+                            }
+                            if id < self.highest_answered {
+                                self.stats.out_of_order += 1;
+                            }
+                            self.deadlines.answered(id, now);
+                            self.highest_answered = self.highest_answered.max(id);
                         }
                     }
                     *self.stats.responses.entry(r.status.name()).or_default() += 1;
                 }
-                Packet::Push(_) => self.stats.pushes += 1,
+                Packet::Push(p) => {
+                    self.stats.pushes += 1;
+                    self.stats.push_seqs.push(push_seq(p.body()));
+                }
                 Packet::Pong => self.stats.pongs += 1,
                 Packet::Ping => self.send(now, &Packet::Pong),
                 Packet::Close(c) => {
                     self.stats.gate_close = Some(c.code);
-                    self.finish(Ending::Abort);
+                    self.finish(now, Ending::Abort);
                 }
                 Packet::Handshake(_) | Packet::Request(_) | Packet::Notify(_) => {
                     self.stats.decode_errors += 1;
@@ -391,15 +532,16 @@ impl SimClient {
         }
     }
 
-    /// The transport ended (EOF or error) from the gate's side.
-    pub fn handle_closed(&mut self) {
-        self.finish(Ending::Abort);
+    /// The transport ended (EOF or error) from the gate's side, seen at `now`.
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.finish(now, Ending::Abort);
     }
 
-    fn finish(&mut self, how: Ending) {
+    fn finish(&mut self, now: Instant, how: Ending) {
         if self.ending == Ending::Running {
             self.ending = how;
             self.phase = Phase::Finished;
+            self.ended_at = Some(now);
         }
     }
 
@@ -407,6 +549,7 @@ impl SimClient {
     /// decided to end).
     pub fn finalize(&mut self) -> ClientStats {
         self.stats.unanswered = self.outstanding.len() as u64;
+        self.stats.unanswered_due = self.outstanding.values().map(|o| o.due).collect();
         std::mem::take(&mut self.stats)
     }
 
@@ -417,9 +560,13 @@ impl SimClient {
         }
         let dribble = (!self.dribble.is_empty()).then_some(self.next_dribble);
         if self.waiting_close {
-            // Past the end: only the grace period and the dribble are left to wait for.
-            let grace = self.end + CLOSE_GRACE;
-            return Some(dribble.map_or(grace, |d| d.min(grace)));
+            // Past the end: the answer deadlines and the dribble are left to wait for, pinging
+            // meanwhile so the gate's idle timeout cannot end the wait.
+            let ping = (self.phase == Phase::Open).then(|| self.last_sent + self.ping_interval);
+            return [dribble, self.give_up_at(), ping]
+                .into_iter()
+                .flatten()
+                .min();
         }
         let mut t = self.end;
         if let Some(d) = dribble {
@@ -452,7 +599,7 @@ impl SimClient {
         if !self.dribble.is_empty() && now >= self.next_dribble {
             let b = self.dribble.split_to(1);
             self.output.extend_from_slice(&b);
-            self.next_dribble = now + Duration::from_millis(50);
+            self.next_dribble = now + self.dribble_step;
             self.dribbled += 1;
             self.note_dribbled(now);
         }
@@ -465,12 +612,19 @@ impl SimClient {
                     let half = frame.len() / 2;
                     self.output.extend_from_slice(&frame[..half]);
                 }
-                self.finish(Ending::Abort);
+                self.finish(now, Ending::Abort);
                 return;
             }
         }
         if now >= self.end {
             self.end_of_run(now);
+            if self.ending == Ending::Running
+                && self.phase == Phase::Open
+                && now >= self.last_sent + self.ping_interval
+            {
+                self.stats.pings += 1;
+                self.send(now, &Packet::Ping);
+            }
             return;
         }
         if self.phase != Phase::Open {
@@ -513,19 +667,19 @@ impl SimClient {
         }
     }
 
-    /// At or past the end of the run: close gracefully once nothing is outstanding (or the grace
-    /// period is over); misbehaving clients just drop.
+    /// At or past the end of the run: close gracefully once nothing is outstanding (or every
+    /// outstanding answer is overdue: the client gives up, which the checks count as a loss);
+    /// misbehaving clients just drop.
     fn end_of_run(&mut self, now: Instant) {
         if self.ending != Ending::Running {
             return;
         }
+        let overdue = self.give_up_at().is_some_and(|g| now >= g);
         if matches!(self.behavior, Behavior::Slowloris | Behavior::SlowConsumer)
             || (self.phase == Phase::Handshaking && self.dribble.is_empty())
         {
-            self.finish(Ending::Abort);
-        } else if (self.outstanding.is_empty() && self.dribble.is_empty())
-            || now >= self.end + CLOSE_GRACE
-        {
+            self.finish(now, Ending::Abort);
+        } else if (self.outstanding.is_empty() && self.dribble.is_empty()) || overdue {
             if self.phase == Phase::Open {
                 self.stats.gave_up = !self.outstanding.is_empty() || !self.dribble.is_empty();
                 // A dribbling client flushes what is left, so its CLOSE gets out.
@@ -539,9 +693,9 @@ impl SimClient {
                     reason: Text::from_static("bye"),
                 });
                 self.send(now, &bye);
-                self.finish(Ending::Graceful);
+                self.finish(now, Ending::Graceful);
             } else {
-                self.finish(Ending::Abort);
+                self.finish(now, Ending::Abort);
             }
         } else {
             self.waiting_close = true;
@@ -568,7 +722,13 @@ impl SimClient {
             self.send(now, &notify);
         } else {
             self.stats.requests += 1;
-            self.outstanding.insert(id, now);
+            self.outstanding.insert(
+                id,
+                Outstanding {
+                    sent: now,
+                    due: None,
+                },
+            );
             let req = self.request(id);
             self.send(now, &req);
         }

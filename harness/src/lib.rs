@@ -17,7 +17,9 @@
 
 #![warn(missing_docs)]
 
+pub mod answer_deadline;
 pub mod client;
+pub mod control;
 pub mod fake_backend;
 pub mod hold;
 pub mod invariants;

@@ -45,6 +45,13 @@ fn parse_open_file_limit(limits: &str) -> Option<(u64, u64)> {
     Some((parse(fields.next()?)?, parse(fields.next()?)?))
 }
 
+/// The most a TCP socket's send buffer may grow to (the third field of
+/// `/proc/sys/net/ipv4/tcp_wmem`), in bytes.
+pub fn tcp_send_buffer_max() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").ok()?;
+    text.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Whether an I/O error is the process (EMFILE) or the system (ENFILE) running out of file
 /// descriptors.
 pub fn is_out_of_files(e: &std::io::Error) -> bool {

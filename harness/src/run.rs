@@ -36,6 +36,25 @@ pub struct ConnRecord {
     pub bound_at: Option<Instant>,
     /// When the agent started closing (sim), if it lingered before its Disconnect.
     pub closing_at: Option<Instant>,
+    /// When the connection ended for the client (it closed, dropped or saw the gate close).
+    pub client_ended_at: Option<Instant>,
+    /// Whether the client read everything the gate sent (a slow consumer does not).
+    pub reads_everything: bool,
+    /// The pushes the gate accepted for this session, by number, with when (`None`: not known,
+    /// an external gate).
+    pub pushes_accepted: Option<Vec<(u64, Instant)>>,
+}
+
+/// Where the gate's side of a run (learner, store, per-connection counters) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateSide {
+    /// Recorded in this process: the simulation, or the built-in gate of `tcp` mode.
+    Recorded,
+    /// Read from an external gate's control endpoint (`gatekit serve --control`).
+    Control(std::net::SocketAddr),
+    /// Not visible: an external gate without a control endpoint. The invariants that need it are
+    /// not checked, with this reason.
+    Invisible(String),
 }
 
 /// Everything a run produced.
@@ -68,6 +87,15 @@ pub struct RunData {
     pub events: u64,
     /// Slack allowed on timing checks (0 in sim; scheduling jitter over real sockets).
     pub timing_tolerance: Duration,
+    /// Slack allowed on answer deadlines and push delivery (see `answer_deadline`).
+    pub answer_slack: Duration,
+    /// Where the gate's side comes from.
+    pub gate_side: GateSide,
+    /// Bytes of pushes a client that stops reading may be sent before the gate must close it as a
+    /// slow consumer: what the sockets hold plus the write queue bound (`None`: not known).
+    pub slow_consumer_threshold: Option<u64>,
+    /// Bytes of one push frame of this run.
+    pub push_frame_len: u64,
     /// Read size the agent used (for its buffer bound).
     pub read_size: usize,
 }

@@ -311,13 +311,16 @@ pub fn builtins() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "smoke".into(),
-            description: "1,000 clients over loopback TCP for about 10 s: requests, notifies, pings, graceful closes".into(),
+            description: "1,000 clients over loopback TCP for about 10 s: requests, notifies, pings, pushes, users bound (storage heartbeats every 2 s), graceful closes".into(),
             mode: Mode::Tcp,
             clients: 1000,
             duration: Dur::secs(8),
             ramp_up: Dur::secs(1),
             rate: 4.0,
             ping_interval: Dur::millis(200),
+            push_rate: 2.0,
+            bind_users: true,
+            gate: GateProfile { heartbeat: Dur::secs(2), ..GateProfile::default() },
             ..base.clone()
         },
         Scenario {

@@ -4,7 +4,9 @@
 //!
 //! With `--json`, it reports on stdout as JSON lines ([`GateEvent`]), so a driver such as
 //! `gatekit scale` can follow it; the learner and session store only count (no per-session
-//! records), so the process's memory is the gate's.
+//! records), so the process's memory is the gate's. With `--control ADDR` they keep a record per
+//! session instead and serve it on ADDR for `gatekit run --target .. --control ADDR`
+//! ([`crate::control`]); `--push-rate` makes the gate broadcast numbered pushes.
 
 use crate::fake_backend::EchoBackend;
 use crate::procfs;
@@ -103,6 +105,9 @@ pub enum GateEvent {
         pid: u32,
         /// The process's open-file limit (soft).
         open_file_limit: Option<u64>,
+        /// The control endpoint's bound address, if there is one.
+        #[serde(default)]
+        control: Option<SocketAddr>,
     },
     /// Counts, every `--status-every`.
     Status(GateStatus),
@@ -136,6 +141,13 @@ pub struct ServeOptions {
     pub status_every: Duration,
     /// Stop when standard input closes.
     pub stdin_control: bool,
+    /// Serve per-session records on this address ([`crate::control`]).
+    pub control: Option<SocketAddr>,
+    /// Broadcast this many numbered pushes per second to every session.
+    pub push_rate: f64,
+    /// Defects injected into the gate's own code.
+    #[cfg(feature = "fault-injection")]
+    pub faults: gatekit_agent::Faults,
 }
 
 /// A listening socket on `addr`, sharing the port with other processes if `reuse_port`.
@@ -174,32 +186,78 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
 /// reports through `report`.
 pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Result<(), String> {
     crate::tcp::require_loopback(&opts.addr)?;
-    let tally = Arc::new(Tally::default());
+    if let Some(c) = &opts.control {
+        crate::tcp::require_loopback(c)?;
+    }
+    if !(opts.push_rate.is_finite() && opts.push_rate >= 0.0) {
+        return Err(format!(
+            "--push-rate {}: must be a non-negative number of pushes per second",
+            opts.push_rate
+        ));
+    }
+    let plain = Arc::new(Tally::default());
+    let control = opts
+        .control
+        .map(|_| Arc::new(crate::control::ControlRecorder::new()));
     let mut config = agent_config(&opts.scenario);
     if let Some(p) = opts.ping_interval {
         config.ping_interval = p;
     }
+    #[cfg(feature = "fault-injection")]
+    {
+        config.faults = opts.faults.clone();
+    }
+    let buffer_bound = config.buffer_bound(gatekit_agent::driver::READ_SIZE);
+    let (store, learner): (Arc<dyn SessionStore>, Arc<dyn Learner>) = match &control {
+        Some(c) => (c.clone(), c.clone()),
+        None => (plain.clone(), plain.clone()),
+    };
     let services = Services {
         backends: Backends::new().with(
             "echo",
             EchoBackend::new(opts.scenario.backend.clone(), opts.scenario.seed),
         ),
-        store: tally.clone(),
-        learner: tally.clone(),
+        store,
+        learner,
     };
     let gate = Gate::builder()
         .config(config)
         .services(services)
         .max_connections(opts.max_connections)
         .build();
+    let tally: &Tally = control.as_ref().map_or(&plain, |c| &c.tally);
     let listener =
         listener(opts.addr, opts.reuse_port).map_err(|e| format!("{}: {e}", opts.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut control_addr = None;
+    let control_task = match (&control, opts.control) {
+        (Some(c), Some(addr)) => {
+            c.set_gate(gate.clone());
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--control {addr}: {e}"))?;
+            control_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+            let (c, g) = (c.clone(), gate.clone());
+            Some(crate::control::serve(l, move || {
+                c.snapshot(status(&g, &c.tally), buffer_bound)
+            }))
+        }
+        _ => None,
+    };
+    let pusher = (opts.push_rate > 0.0).then(|| {
+        tokio::spawn(push_loop(
+            gate.clone(),
+            control.clone(),
+            opts.push_rate,
+            opts.scenario.body_size,
+        ))
+    });
     let accept = gate.serve(listener);
     report(&GateEvent::Listening {
         addr: local,
         pid: std::process::id(),
         open_file_limit: procfs::open_file_limit().map(|l| l.0),
+        control: control_addr,
     });
     let end = tokio::time::Instant::now() + opts.duration;
     let mut tick = tokio::time::interval(opts.status_every);
@@ -220,7 +278,7 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             _ = tokio::time::sleep_until(end) => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = &mut stdin => break,
-            _ = tick.tick() => report(&GateEvent::Status(status(&gate, &tally))),
+            _ = tick.tick() => report(&GateEvent::Status(status(&gate, tally))),
             _ = watch.tick() => {
                 let out_of_files = gate.accept_errors().1;
                 if out_of_files > reported_out_of_files && !limit_reported {
@@ -233,21 +291,57 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             }
         }
     }
+    if let Some(p) = pusher {
+        p.abort();
+    }
     let r = gate.shutdown(Duration::from_secs(5)).await;
     accept.abort();
+    if let Some(c) = control_task {
+        c.abort();
+    }
     report(&GateEvent::Stopped {
-        status: status(&gate, &tally),
+        status: status(&gate, tally),
         closed: r.connections,
         aborted: r.aborted,
     });
     Ok(())
 }
 
+/// Broadcasts numbered pushes ([`crate::client::push_body`]) at `rate` per second, noting each
+/// acceptance in the control records.
+async fn push_loop(
+    gate: Gate,
+    control: Option<Arc<crate::control::ControlRecorder>>,
+    rate: f64,
+    body_size: usize,
+) {
+    let topic = gatekit_codec::Topic::from_static("push/tick");
+    let mut tick =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / rate).max(Duration::from_millis(1)));
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        gate.broadcast_each(
+            topic.clone(),
+            crate::client::push_body(seq, body_size),
+            |sid, result| {
+                if let (Ok(()), Some(c)) = (result, &control) {
+                    c.pushed(sid, seq);
+                }
+            },
+        );
+    }
+}
+
 /// The human-readable form of an event, for `gatekit serve` without `--json`.
 pub fn describe(event: &GateEvent) -> String {
     match event {
-        GateEvent::Listening { addr, pid, .. } => {
-            format!("gatekit gate on {addr} (pid {pid}; fake back-end module \"echo\")")
+        GateEvent::Listening {
+            addr, pid, control, ..
+        } => {
+            let control = control.map_or(String::new(), |c| format!("; control endpoint {c}"));
+            format!("gatekit gate on {addr} (pid {pid}; fake back-end module \"echo\"{control})")
         }
         GateEvent::Status(s) => format!(
             "connections {} · sessions {} · accepted {} · refused {} · connects {} · disconnects {} · rss {} KiB",

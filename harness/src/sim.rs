@@ -2,10 +2,10 @@
 //! I/O-free state machine and in-memory byte pipes. Deterministic for a seed: the same seed gives the
 //! same report.
 
-use crate::client::{Ending, SimClient};
+use crate::client::{push_body, Ending, SimClient};
 use crate::fake_backend::{sample, Outcome, INJECTED_ERROR};
 use crate::recorder::Recorder;
-use crate::run::{ConnRecord, RunData};
+use crate::run::{ConnRecord, GateSide, RunData};
 use crate::scenario::{Mode, Scenario};
 use bytes::{Bytes, BytesMut};
 use gatekit_agent::{Action, AgentConfig, CallId, CallResult, ConnInfo, Connection};
@@ -68,10 +68,12 @@ struct Pair {
     /// When the agent decoded packets from this client (heartbeat scenarios): activity as the
     /// gate sees it, which back-pressure may delay past the client's send.
     activity: Vec<Instant>,
+    /// Pushes the agent accepted, by number, with when.
+    pushes_accepted: Vec<(u64, Instant)>,
 }
 
 /// Deliberate defects, to show that the invariant checks fail when they should (tests only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sabotage {
     /// Swallow every n-th Disconnect before the learner sees it (mqant's forgotten DisConnect).
     pub drop_disconnects_every: Option<u64>,
@@ -81,6 +83,9 @@ pub struct Sabotage {
     pub heartbeat_every_packet: bool,
     /// Let the write queue bound the invariant checks use be this many bytes instead of the real one.
     pub claimed_buffer_bound: Option<usize>,
+    /// Defects injected into the agent's own code (`Connection`), not the harness's.
+    #[cfg(feature = "fault-injection")]
+    pub faults: gatekit_agent::Faults,
 }
 
 /// Runs a scenario in simulation.
@@ -96,7 +101,13 @@ pub fn run_with(
 ) -> RunData {
     let wall = Instant::now();
     let base = Instant::now();
-    let config = Arc::new(agent_config(scenario));
+    #[allow(unused_mut)]
+    let mut config = agent_config(scenario);
+    #[cfg(feature = "fault-injection")]
+    {
+        config.faults = sabotage.faults.clone();
+    }
+    let config = Arc::new(config);
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     let send_end = base + scenario.ramp_up.0 + scenario.duration.0;
     let drain = drain_limit(scenario);
@@ -128,7 +139,7 @@ pub fn run_with(
     let mut last_end = base;
     let mut last_progress = base;
     let push_topic = Topic::from_static("push/tick");
-    let push_body = Bytes::from(vec![b'p'; scenario.body_size]);
+    let mut next_push = 0u64;
     let push_every =
         (scenario.push_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / scenario.push_rate));
     let mut session_rng = StdRng::seed_from_u64(scenario.seed ^ 0x5e55_1011);
@@ -177,6 +188,7 @@ pub fn run_with(
                     bound_at: None,
                     results: Vec::new(),
                     activity: Vec::new(),
+                    pushes_accepted: Vec::new(),
                 });
                 live += 1;
                 if let Some(every) = push_every {
@@ -208,7 +220,11 @@ pub fn run_with(
             Event::PushTick(i) => {
                 let Some(p) = pairs[i].as_mut() else { continue };
                 if p.agent.is_open() {
-                    let _ = p.agent.push(push_topic.clone(), push_body.clone());
+                    next_push += 1;
+                    let body = push_body(next_push, scenario.body_size);
+                    if p.agent.push(push_topic.clone(), body).is_ok() {
+                        p.pushes_accepted.push((next_push, now));
+                    }
                 }
                 if let Some(every) = push_every {
                     if now < send_end && !p.agent.is_closing() {
@@ -284,8 +300,26 @@ pub fn run_with(
         sessions_left,
         events,
         timing_tolerance: Duration::ZERO,
+        answer_slack: crate::client::SIM_ANSWER_SLACK,
         read_size: READ_SIZE,
+        gate_side: GateSide::Recorded,
+        slow_consumer_threshold: Some((SOCKET_BUFFER + scenario.gate.max_write_queue) as u64),
+        push_frame_len: push_frame_len(scenario.body_size),
     }
+}
+
+/// The length of one of the harness's push frames on the wire.
+pub fn push_frame_len(body_size: usize) -> u64 {
+    let mut wire = BytesMut::new();
+    gatekit_codec::NativeCodec::default()
+        .encode(
+            &gatekit_codec::Packet::Push(gatekit_codec::Push::new(
+                Topic::from_static("push/tick"),
+                push_body(0, body_size),
+            )),
+            &mut wire,
+        )
+        .map_or(0, |_| wire.len() as u64)
 }
 
 /// The agent options a scenario asks for.
@@ -327,6 +361,9 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
         close_reason: p.agent.close_reason(),
         activity: p.activity,
         closing_at: p.agent.closing_at(),
+        client_ended_at: p.client.ended_at(),
+        reads_everything: p.client.reads_everything(),
+        pushes_accepted: Some(p.pushes_accepted),
         stats,
         bound_at: p.bound_at,
     }
@@ -438,7 +475,7 @@ fn pump(
         }
         if p.agent.is_finished() && p.a2c.is_empty() && p.client.ending() == Ending::Running {
             // The gate closed the connection: the client sees EOF.
-            p.client.handle_closed();
+            p.client.handle_closed(now);
             p.closed = true;
             progressed = true;
         }

@@ -1,15 +1,22 @@
 //! `tcp` mode: the same simulated clients over real loopback sockets, against the gate started in
 //! this process or an external one (`--target`, loopback only).
+//!
+//! Against the built-in gate, the harness sees both sides: the learner and store record every
+//! session, the agents' counters are read through their handles, and the pushes are the harness's
+//! own (alternately `Gate::broadcast_each` and `Gate::push` to each session, each push numbered,
+//! each acceptance recorded). Against `--target`, it sees what a client sees, plus the gate's side
+//! when the gate has a control endpoint (`gatekit serve --control`, [`crate::control`]).
 
-use crate::client::{Ending, SimClient};
+use crate::client::{push_body, Behavior, Ending, SimClient};
 use crate::fake_backend::EchoBackend;
 use crate::recorder::{Recorder, SharedRecorder};
-use crate::run::{ConnRecord, RunData};
+use crate::run::{ConnRecord, GateSide, RunData};
 use crate::scenario::{Mode, Scenario};
-use crate::sim::agent_config;
-use gatekit_agent::{AgentHandle, Backends, Gate, Services};
+use crate::sim::{agent_config, push_frame_len};
+use gatekit_agent::{AgentConfig, AgentHandle, Backends, Gate, Services};
 use gatekit_codec::Topic;
 use hdrhistogram::Histogram;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +25,29 @@ use tokio::net::{TcpSocket, TcpStream};
 
 pub use crate::source_address::PER_SOURCE_ADDRESS;
 
-/// Longest a run may take beyond its ramp-up and duration before clients are cut.
+/// Longest a run may take beyond its ramp-up and duration before clients are cut (later if a
+/// client's answer deadlines are later).
 pub const RUN_SLACK: Duration = Duration::from_secs(60);
+
+/// Slack on answer deadlines and push delivery over real sockets (scheduling, not the gate's
+/// timeouts: a lost answer still shows, this much later).
+pub const TCP_ANSWER_SLACK: Duration = Duration::from_secs(2);
+
+/// Receive buffer a slow consumer asks its socket for, so that what the sockets can hold for it
+/// is known (the kernel doubles it).
+pub const SLOW_CONSUMER_RECV_BUFFER: u32 = 16 * 1024;
+
+/// Options of a `tcp` run beyond its scenario.
+#[derive(Debug, Clone, Default)]
+pub struct TcpRun {
+    /// An external gate (loopback) instead of the built-in one.
+    pub target: Option<SocketAddr>,
+    /// The external gate's control endpoint (`gatekit serve --control`), for its side.
+    pub control: Option<SocketAddr>,
+    /// Defects injected into the built-in gate's own code.
+    #[cfg(feature = "fault-injection")]
+    pub faults: gatekit_agent::Faults,
+}
 
 /// Checks that an address is on loopback.
 pub fn require_loopback(addr: &SocketAddr) -> Result<(), String> {
@@ -37,6 +65,14 @@ pub async fn start_gate(
     scenario: &Scenario,
     addr: &str,
 ) -> std::io::Result<(Gate, SocketAddr, Arc<SharedRecorder>)> {
+    start_gate_with(agent_config(scenario), scenario, addr).await
+}
+
+async fn start_gate_with(
+    config: AgentConfig,
+    scenario: &Scenario,
+    addr: &str,
+) -> std::io::Result<(Gate, SocketAddr, Arc<SharedRecorder>)> {
     let recorder = Arc::new(SharedRecorder::default());
     let echo = EchoBackend::new(scenario.backend.clone(), scenario.seed);
     let services = Services {
@@ -44,13 +80,13 @@ pub async fn start_gate(
         store: recorder.clone(),
         learner: recorder.clone(),
     };
-    let gate = Gate::builder()
-        .config(agent_config(scenario))
-        .services(services)
-        .build();
+    let gate = Gate::builder().config(config).services(services).build();
     let (local, _) = gate.listen(addr).await?;
     Ok((gate, local, recorder))
 }
+
+/// Pushes accepted per session, by number, with when.
+type PushLog = Mutex<HashMap<String, Vec<(u64, Instant)>>>;
 
 struct Shared {
     scenario: Scenario,
@@ -58,8 +94,11 @@ struct Shared {
     gate: Option<Gate>,
     latency: Mutex<Histogram<u64>>,
     recorder: Option<Arc<SharedRecorder>>,
+    pushes: PushLog,
     base: Instant,
     send_end: Instant,
+    /// The receive buffer slow consumers got (bytes), once one has connected.
+    slow_recv_buffer: Mutex<Option<u32>>,
 }
 
 /// Runs a scenario over TCP. With `target` None, starts the built-in gate on 127.0.0.1.
@@ -68,18 +107,44 @@ pub async fn run(
     target: Option<SocketAddr>,
     progress: impl Fn(usize, usize) + Send + 'static,
 ) -> Result<RunData, String> {
+    let opts = TcpRun {
+        target,
+        ..TcpRun::default()
+    };
+    run_with(scenario, &opts, progress).await
+}
+
+/// Runs a scenario over TCP with the given options.
+pub async fn run_with(
+    scenario: &Scenario,
+    opts: &TcpRun,
+    progress: impl Fn(usize, usize) + Send + 'static,
+) -> Result<RunData, String> {
     let wall = Instant::now();
-    let (gate, addr, recorder) = match target {
+    #[allow(unused_mut)]
+    let mut config = agent_config(scenario);
+    #[cfg(feature = "fault-injection")]
+    {
+        config.faults = opts.faults.clone();
+    }
+    let (gate, addr, recorder) = match opts.target {
         Some(t) => {
             require_loopback(&t)?;
+            if let Some(c) = opts.control {
+                require_loopback(&c)?;
+            }
             (None, t, None)
         }
         None => {
-            let (g, a, r) = start_gate(scenario, "127.0.0.1:0")
+            let (g, a, r) = start_gate_with(config, scenario, "127.0.0.1:0")
                 .await
                 .map_err(|e| format!("starting the gate: {e}"))?;
             (Some(g), a, Some(r))
         }
+    };
+    let control_before = match opts.control.filter(|_| opts.target.is_some()) {
+        Some(c) => Some(crate::control::fetch(c).await?),
+        None => None,
     };
     let base = gatekit_agent::driver::now();
     let send_end = base + scenario.ramp_up.0 + scenario.duration.0;
@@ -89,8 +154,10 @@ pub async fn run(
         gate: gate.clone(),
         latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")),
         recorder: recorder.clone(),
+        pushes: Mutex::default(),
         base,
         send_end,
+        slow_recv_buffer: Mutex::new(None),
     });
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(scenario.clients);
@@ -127,12 +194,22 @@ pub async fn run(
     reporter.abort();
     if let Some(p) = pusher {
         p.abort();
+        let _ = p.await;
+    }
+    if gate.is_some() {
+        // Every push accepted for a session, now that nothing pushes any more.
+        let mut log = std::mem::take(&mut *shared.pushes.lock().expect("push log"));
+        for c in &mut conns {
+            let accepted = c.client_session_id.as_ref().and_then(|sid| log.remove(sid));
+            c.pushes_accepted = Some(accepted.unwrap_or_default());
+        }
     }
     // Let the gate finish closing what the clients left (handshake timeouts, lingering closes).
     let mut sessions_left = 0;
     let mut refused = 0;
+    let settle = scenario.gate.handshake_timeout.0 + Duration::from_secs(15);
     if let Some(g) = &gate {
-        let deadline = Instant::now() + scenario.gate.handshake_timeout.0 + Duration::from_secs(15);
+        let deadline = Instant::now() + settle;
         while g.connection_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -141,9 +218,24 @@ pub async fn run(
         g.shutdown(Duration::from_secs(2)).await;
     }
     let finished = gatekit_agent::driver::now();
-    let recorder = match recorder {
-        Some(r) => std::mem::take(&mut *r.0.lock().expect("recorder lock")),
-        None => Recorder::default(),
+    let (recorder, gate_side) = match (recorder, control_before, opts.control) {
+        (Some(r), _, _) => (
+            std::mem::take(&mut *r.0.lock().expect("recorder lock")),
+            GateSide::Recorded,
+        ),
+        (None, Some(before), Some(addr)) => {
+            let after = crate::control::settle(addr, &before, settle).await?;
+            sessions_left = after.sessions.saturating_sub(before.sessions);
+            refused = after.refused.saturating_sub(before.refused);
+            let rec = crate::control::apply(&before, &after, &mut conns);
+            (rec, GateSide::Control(addr))
+        }
+        _ => (
+            Recorder::default(),
+            GateSide::Invisible(
+                "the external gate's side is not visible (--target without --control; `gatekit serve --control ADDR` gives it)".into(),
+            ),
+        ),
     };
     // Close reasons come from the learner.
     for c in &mut conns {
@@ -158,6 +250,11 @@ pub async fn run(
         &mut *shared.latency.lock().expect("latency lock"),
         Histogram::new(1).expect("histogram"),
     );
+    let slow_consumer_threshold = match (&gate, *shared.slow_recv_buffer.lock().expect("lock")) {
+        (Some(_), Some(rcvbuf)) => crate::procfs::tcp_send_buffer_max()
+            .map(|wmem| wmem + u64::from(rcvbuf) + scenario.gate.max_write_queue as u64),
+        _ => None,
+    };
     Ok(RunData {
         mode: Mode::Tcp,
         scenario: scenario.clone(),
@@ -173,14 +270,21 @@ pub async fn run(
         sessions_left,
         events: 0,
         timing_tolerance: Duration::from_millis(250),
+        answer_slack: TCP_ANSWER_SLACK,
         read_size: gatekit_agent::driver::READ_SIZE,
+        gate_side,
+        slow_consumer_threshold,
+        push_frame_len: push_frame_len(scenario.body_size),
     })
 }
 
+/// Pushes to every session at the scenario's rate: rounds alternate between one
+/// `Gate::broadcast_each` and one `Gate::push` to each session, every push with its own number,
+/// and every acceptance is recorded for the `pushes` invariant.
 async fn push_loop(shared: Arc<Shared>) {
     let Some(gate) = &shared.gate else { return };
     let every = Duration::from_secs_f64(1.0 / shared.scenario.push_rate);
-    let body = bytes::Bytes::from(vec![b'p'; shared.scenario.body_size]);
+    let size = shared.scenario.body_size;
     let topic = Topic::from_static("push/tick");
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
     let per_tick = if every < Duration::from_millis(1) {
@@ -188,10 +292,39 @@ async fn push_loop(shared: Arc<Shared>) {
     } else {
         1
     };
+    let mut next = 0u64;
+    let mut round = 0u64;
+    let mut sessions: Vec<String> = Vec::new();
     while gatekit_agent::driver::now() < shared.send_end {
         tick.tick().await;
         for _ in 0..per_tick {
-            gate.broadcast(topic.clone(), body.clone());
+            round += 1;
+            if round % 2 == 1 || sessions.is_empty() {
+                next += 1;
+                let seq = next;
+                let mut accepted = Vec::new();
+                sessions.clear();
+                gate.broadcast_each(topic.clone(), push_body(seq, size), |sid, result| {
+                    sessions.push(sid.to_owned());
+                    if result.is_ok() {
+                        accepted.push(sid.to_owned());
+                    }
+                });
+                let t = gatekit_agent::driver::now();
+                let mut log = shared.pushes.lock().expect("push log");
+                for sid in accepted {
+                    log.entry(sid).or_default().push((seq, t));
+                }
+            } else {
+                for sid in &sessions {
+                    next += 1;
+                    if gate.push(sid, topic.clone(), push_body(next, size)).is_ok() {
+                        let t = gatekit_agent::driver::now();
+                        let mut log = shared.pushes.lock().expect("push log");
+                        log.entry(sid.clone()).or_default().push((next, t));
+                    }
+                }
+            }
         }
     }
 }
@@ -201,7 +334,7 @@ fn source_address(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1u8.saturating_add(block)))
 }
 
-async fn connect(shared: &Shared, i: usize) -> std::io::Result<TcpStream> {
+async fn connect(shared: &Shared, i: usize, slow: bool) -> std::io::Result<TcpStream> {
     let src = source_address(i);
     let socket = if shared.target.is_ipv4() {
         TcpSocket::new_v4()?
@@ -210,6 +343,12 @@ async fn connect(shared: &Shared, i: usize) -> std::io::Result<TcpStream> {
     };
     if shared.target.is_ipv4() && shared.scenario.clients > PER_SOURCE_ADDRESS {
         socket.bind(SocketAddr::new(src, 0))?;
+    }
+    if slow {
+        socket.set_recv_buffer_size(SLOW_CONSUMER_RECV_BUFFER)?;
+        let got = socket.recv_buffer_size()?;
+        let mut known = shared.slow_recv_buffer.lock().expect("lock");
+        *known = Some(known.map_or(got, |k| k.max(got)));
     }
     let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(shared.target))
         .await
@@ -222,18 +361,18 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
     let s = &shared.scenario;
     let start = shared.base + s.ramp_up.0.mul_f64(i as f64 / s.clients as f64);
     tokio::time::sleep_until(tokio::time::Instant::from_std(start)).await;
-    let mut stream = connect(shared, i).await?;
     let now = gatekit_agent::driver::now();
     let mut client = SimClient::new(i as u64, s, now, shared.send_end);
+    client.set_answer_slack(TCP_ANSWER_SLACK);
+    let mut stream = connect(shared, i, client.behavior == Behavior::SlowConsumer).await?;
     let mut handle: Option<AgentHandle> = None;
     let mut bound_at = None;
     let mut buf = vec![0u8; 16 * 1024];
-    let cut = tokio::time::Instant::from_std(shared.send_end + RUN_SLACK);
     let mut eof = false;
     loop {
         if let Some(out) = client.poll_transmit() {
             if stream.write_all(&out).await.is_err() {
-                client.handle_closed();
+                client.handle_closed(gatekit_agent::driver::now());
             }
         }
         if client.ending() != Ending::Running {
@@ -253,6 +392,13 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
                 }
             }
         }
+        // Cut a client that runs far past the end, but never before its answers are due.
+        let cut = (shared.send_end + RUN_SLACK).max(
+            client
+                .give_up_at()
+                .map_or(shared.send_end, |g| g + Duration::from_secs(5)),
+        );
+        let cut = tokio::time::Instant::from_std(cut);
         let timer = client
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
@@ -260,7 +406,7 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
             .min(cut);
         tokio::select! {
             read = stream.read(&mut buf), if client.wants_read() => match read {
-                Ok(0) | Err(_) => { eof = true; client.handle_closed(); }
+                Ok(0) | Err(_) => { eof = true; client.handle_closed(gatekit_agent::driver::now()); }
                 Ok(n) => {
                     let t = gatekit_agent::driver::now();
                     let mut h = shared.latency.lock().expect("latency lock");
@@ -269,7 +415,7 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
             },
             _ = tokio::time::sleep_until(timer) => {
                 if tokio::time::Instant::now() >= cut {
-                    client.handle_closed();
+                    client.handle_closed(gatekit_agent::driver::now());
                 } else {
                     client.handle_timeout(gatekit_agent::driver::now());
                 }
@@ -318,6 +464,10 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
             .map(|_| agent_config(s).buffer_bound(gatekit_agent::driver::READ_SIZE)),
         close_reason: None,
         activity: std::mem::take(&mut client.activity),
+        client_ended_at: client.ended_at(),
+        reads_everything: client.reads_everything(),
+        // Filled in once the pusher has stopped (see `run_with`).
+        pushes_accepted: None,
         stats: client.finalize(),
         bound_at,
         closing_at: None,

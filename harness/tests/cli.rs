@@ -2,94 +2,13 @@
 //! TCP runs, JSON output, thresholds and exit codes (0 pass, 1 fail, 2 usage or setup error).
 
 use gatekit_harness::scenario::{self, Scenario};
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
+mod common;
 
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.took, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `gatekit` with `args`; kills it and fails if it takes longer than `limit`.
-fn gatekit(args: &[&str], limit: Duration) -> Out {
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatekit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gatekit");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).expect("read stdout");
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).expect("read stderr");
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "gatekit {args:?} still running after {limit:?}; killed\n{}",
-                err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code(),
-        stdout: out.join().expect("stdout thread"),
-        stderr: err.join().expect("stderr thread"),
-        took: start.elapsed(),
-    }
-}
+use common::{gatekit, temp_path, TempFile};
 
 const QUICK: Duration = Duration::from_secs(60);
-
-/// A path in the temp directory no other test or process uses.
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    std::env::temp_dir().join(format!(
-        "gatekit-cli-test-{}-{nanos}-{name}",
-        std::process::id()
-    ))
-}
-
-/// Removes the file when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 #[test]
 fn scenarios_lists_every_builtin() {
@@ -167,6 +86,8 @@ fn sim_run_passes_and_writes_json() {
         [
             "counters",
             "nothing_lost",
+            "order",
+            "pushes",
             "disconnect",
             "heartbeat",
             "memory"
@@ -174,7 +95,20 @@ fn sim_run_passes_and_writes_json() {
     );
     for i in invariants {
         assert_eq!(i["violations"], 0, "{i}");
-        assert!(i["checked"].as_u64().expect("checked") > 0, "{i}");
+        // steady pushes nothing and binds no user: those two say so; the rest checked something.
+        if matches!(i["name"].as_str(), Some("pushes" | "heartbeat")) {
+            assert_eq!(i["status"], "not_checked", "{i}");
+            assert_eq!(i["checked"], 0, "{i}");
+            assert!(
+                i["not_checked"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("= 0") || w.contains("= false")),
+                "{i}"
+            );
+        } else {
+            assert_eq!(i["status"], "held", "{i}");
+            assert!(i["checked"].as_u64().expect("checked") > 0, "{i}");
+        }
     }
     assert_eq!(v["thresholds"], serde_json::json!([]));
 }

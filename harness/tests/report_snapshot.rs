@@ -50,7 +50,8 @@ fn report_with_thresholds_text() {
             max_error_rate: None,
         },
     );
-    assert!(r.invariants.iter().all(|v| v.held()), "{r}");
+    // No invariant broke (churn pushes nothing and binds nobody: those two are not checked).
+    assert!(r.invariants.iter().all(|v| v.passes()), "{r}");
     assert!(!r.passed());
     insta::assert_snapshot!("churn_50_thresholds_text", r.to_string());
 }

@@ -1,72 +1,13 @@
 //! `gatekit serve`, `gatekit hold` and `gatekit scale` as processes: a small scale run end to end,
 //! and the open-file limit reported as a clear error, not a hang.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const GATEKIT: &str = env!("CARGO_BIN_EXE_gatekit");
+mod common;
 
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Waits for `child` to exit within `limit` (killing it and failing otherwise).
-fn finish(mut child: Child, limit: Duration, what: &str) -> Finished {
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still running after {limit:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
-/// `gatekit <args>`.
-fn gatekit(args: &[&str]) -> Command {
-    let mut c = Command::new(GATEKIT);
-    c.args(args);
-    c
-}
-
-/// Runs `command` to its end with standard input closed and output captured, within `limit`.
-fn run(mut command: Command, limit: Duration, what: &str) -> Finished {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    finish(child, limit, what)
-}
+use common::{command as gatekit, finish, run, GATEKIT};
 
 /// `sh -c 'ulimit -n <files>; exec gatekit <args>'`.
 fn with_file_limit(files: u32, args: &str) -> Command {

@@ -209,3 +209,66 @@ pub fn req(id: u32, route: &str, body: impl AsRef<[u8]>) -> Packet {
         Bytes::copy_from_slice(body.as_ref()),
     ))
 }
+
+// ----- a back end the test holds -----
+
+/// A back end whose calls wait until the test lets them go: `hold/<anything>` counts the call,
+/// then waits for a permit ([`Hold::release`]) or for [`Hold::release_all`], and answers with
+/// the request's body.
+#[derive(Clone)]
+pub struct Hold {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+            calls: Default::default(),
+        }
+    }
+}
+
+impl Hold {
+    /// Calls started so far (answered or not).
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets `n` more calls answer.
+    pub fn release(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+
+    /// Lets every call, now and later, answer at once.
+    pub fn release_all(&self) {
+        self.permits.close();
+    }
+
+    /// The back ends `hold` (this one) and `echo`.
+    pub fn backends(&self) -> Backends {
+        let hold = self.clone();
+        Backends::new()
+            .with(
+                "hold",
+                move |_s: std::sync::Arc<Session>, _f: String, body: Bytes| {
+                    let hold = hold.clone();
+                    async move {
+                        hold.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // `Err` once closed by `release_all`: answer then too.
+                        if let Ok(permit) = hold.permits.acquire().await {
+                            permit.forget();
+                        }
+                        Ok::<_, BackendError>(body)
+                    }
+                },
+            )
+            .with(
+                "echo",
+                |_s: std::sync::Arc<Session>, _f: String, body: Bytes| async move {
+                    Ok::<_, BackendError>(body)
+                },
+            )
+    }
+}

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -133,6 +133,17 @@ struct ServeArgs {
     /// one process per core with --reuse-port).
     #[arg(long, value_enum, default_value = "multi-thread")]
     runtime: gatekit_harness::rtt::ServerRuntime,
+    /// Keep a record of every session and serve it on this address (loopback), for `gatekit run
+    /// --target .. --control ADDR`. Memory grows with every session: for test runs only.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Broadcast this many numbered pushes per second to every session.
+    #[arg(long, default_value_t = 0.0)]
+    push_rate: f64,
+    /// Defects to inject into the gate's own code, e.g. `drop-response=7,skip-heartbeat=2` (needs
+    /// a build with the `fault-injection` feature; for tests of the harness).
+    #[arg(long)]
+    inject_fault: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -236,6 +247,33 @@ struct RunArgs {
     /// Fail if the fraction of requests without an ok response is above this.
     #[arg(long)]
     max_error_rate: Option<f64>,
+    /// The external gate's control endpoint (`gatekit serve --control ADDR`): its side of the run
+    /// (Disconnects, counters, buffers, pushes) is then checked too. The gate must serve no other
+    /// clients during the run.
+    #[arg(long, requires = "target")]
+    control: Option<SocketAddr>,
+    /// Defects to inject into the built-in gate's own code, e.g. `drop-response=7` (needs a build
+    /// with the `fault-injection` feature; for tests of the harness).
+    #[arg(long, conflicts_with = "target")]
+    inject_fault: Option<String>,
+}
+
+/// The faults of `--inject-fault`.
+#[cfg(feature = "fault-injection")]
+fn faults(text: &Option<String>) -> Result<gatekit_agent::Faults, String> {
+    match text {
+        Some(t) => t.parse().map_err(|e| format!("--inject-fault: {e}")),
+        None => Ok(gatekit_agent::Faults::default()),
+    }
+}
+
+/// Without the `fault-injection` feature, `--inject-fault` is refused.
+#[cfg(not(feature = "fault-injection"))]
+fn faults(text: &Option<String>) -> Result<(), String> {
+    match text {
+        Some(_) => Err("--inject-fault: this gatekit was built without the `fault-injection` feature (cargo build -p gatekit-harness --features fault-injection)".into()),
+        None => Ok(()),
+    }
 }
 
 fn scenario_for(args: &RunArgs) -> Result<Scenario, String> {
@@ -295,12 +333,20 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         min_rate: args.min_rate,
         max_error_rate: args.max_error_rate,
     };
+    #[cfg_attr(
+        not(feature = "fault-injection"),
+        allow(clippy::let_unit_value, unused_variables)
+    )]
+    let faults = faults(&args.inject_fault)?;
     let data = match s.mode {
         Mode::Sim => {
             let pb = progress_bar(s.clients, "clients running (virtual time)");
-            let base = Instant::now();
-            let _ = base;
-            let data = sim::run(&s, |_, live, total| {
+            let sabotage = sim::Sabotage {
+                #[cfg(feature = "fault-injection")]
+                faults: faults.clone(),
+                ..sim::Sabotage::default()
+            };
+            let data = sim::run_with(&s, sabotage, |_, live, total| {
                 pb.set_position((total - live) as u64);
             });
             pb.finish_and_clear();
@@ -316,7 +362,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             let rt = runtime()?;
             let pb = progress_bar(s.clients, "clients finished");
             let pb2 = pb.clone();
-            let data = rt.block_on(tcp::run(&s, args.target, move |done, _| {
+            let opts = tcp::TcpRun {
+                target: args.target,
+                control: args.control,
+                #[cfg(feature = "fault-injection")]
+                faults,
+            };
+            let data = rt.block_on(tcp::run_with(&s, &opts, move |done, _| {
                 pb2.set_position(done as u64)
             }))?;
             pb.finish_and_clear();
@@ -374,7 +426,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         max_connections: args.max_connections,
         status_every: args.status_every.0.max(Duration::from_millis(10)),
         stdin_control: args.stdin_control,
+        control: args.control,
+        push_rate: args.push_rate,
+        #[cfg(feature = "fault-injection")]
+        faults: faults(&args.inject_fault)?,
     };
+    #[cfg(not(feature = "fault-injection"))]
+    faults(&args.inject_fault)?;
     let json = args.json;
     runtime_with(args.runtime, args.global_queue_interval)?.block_on(
         gatekit_harness::serve::serve(opts, move |event| {
