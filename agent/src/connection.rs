@@ -254,18 +254,7 @@ pub struct Connection {
     reason: Option<CloseReason>,
     closing_at: Option<Instant>,
     #[cfg(feature = "fault-injection")]
-    fault_state: FaultState,
-}
-
-/// What the injected faults have counted so far on this connection.
-#[cfg(feature = "fault-injection")]
-#[derive(Debug, Default)]
-struct FaultState {
-    responses: u64,
-    pushes: u64,
-    heartbeats: u64,
-    /// A response held back by `swap-responses`, written after the next one.
-    held: Option<Response>,
+    fault_state: crate::faults::FaultState,
 }
 
 impl fmt::Debug for Connection {
@@ -322,7 +311,7 @@ impl Connection {
             reason: None,
             closing_at: None,
             #[cfg(feature = "fault-injection")]
-            fault_state: FaultState::default(),
+            fault_state: Default::default(),
             info,
             config,
         }
@@ -465,12 +454,8 @@ impl Connection {
             return Err(PushError::NotOpen);
         }
         #[cfg(feature = "fault-injection")]
-        {
-            self.fault_state.pushes += 1;
-            let n = self.fault_state.pushes;
-            if crate::faults::hits(self.config.faults.drop_push_every, n) {
-                return Ok(());
-            }
+        if self.fault_state.drops_push(&self.config.faults) {
+            return Ok(());
         }
         self.send(&Packet::Push(Push::new(topic, body)))?;
         Ok(())
@@ -680,12 +665,8 @@ impl Connection {
             self.heartbeat_last = Some(now);
             self.active_since_heartbeat = false;
             #[cfg(feature = "fault-injection")]
-            {
-                self.fault_state.heartbeats += 1;
-                let n = self.fault_state.heartbeats;
-                if crate::faults::hits(self.config.faults.skip_heartbeat_every, n) {
-                    return;
-                }
+            if self.fault_state.skips_heartbeat(&self.config.faults) {
+                return;
             }
             let session = self.session.clone().expect("bound implies a session");
             self.actions.push_back(Action::StorageHeartbeat(session));
@@ -850,23 +831,12 @@ impl Connection {
         }
         #[cfg(feature = "fault-injection")]
         {
-            self.fault_state.responses += 1;
-            let n = self.fault_state.responses;
-            let faults = &self.config.faults;
-            if crate::faults::hits(faults.drop_response_every, n) {
-                return;
-            }
-            if let Some(held) = self.fault_state.held.take() {
-                // This response goes first, then the one held back.
-                self.send_response(id, status, body);
-                self.send_response(held.id, held.status, held.body);
-                return;
-            }
-            if crate::faults::hits(faults.swap_responses_every, n) {
-                self.fault_state.held = Some(Response { id, status, body });
-                return;
+            let response = Response { id, status, body };
+            for r in self.fault_state.responses(&self.config.faults, response) {
+                self.send_response(r.id, r.status, r.body);
             }
         }
+        #[cfg(not(feature = "fault-injection"))]
         self.send_response(id, status, body);
     }
 

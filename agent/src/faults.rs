@@ -51,8 +51,54 @@ impl Faults {
 }
 
 /// Whether the `count`-th event (counted from 1) is hit by a fault firing every `every`.
-pub(crate) fn hits(every: Option<u64>, count: u64) -> bool {
+fn hits(every: Option<u64>, count: u64) -> bool {
     every.is_some_and(|n| count % n.max(1) == 0)
+}
+
+/// What the injected faults have counted so far on one connection. All the decisions live here,
+/// so the connection's own code only asks.
+#[derive(Debug, Default)]
+pub(crate) struct FaultState {
+    responses: u64,
+    pushes: u64,
+    heartbeats: u64,
+    /// A response held back by `swap-responses`, written after the next one.
+    held: Option<gatekit_codec::Response>,
+}
+
+impl FaultState {
+    /// The responses to write, in order, when the connection answers `r`: none (dropped, or held
+    /// back), `r`, or `r` then the one held back.
+    pub(crate) fn responses(
+        &mut self,
+        faults: &Faults,
+        r: gatekit_codec::Response,
+    ) -> Vec<gatekit_codec::Response> {
+        self.responses += 1;
+        if hits(faults.drop_response_every, self.responses) {
+            return Vec::new();
+        }
+        if let Some(held) = self.held.take() {
+            return vec![r, held];
+        }
+        if hits(faults.swap_responses_every, self.responses) {
+            self.held = Some(r);
+            return Vec::new();
+        }
+        vec![r]
+    }
+
+    /// Whether this push is to be dropped.
+    pub(crate) fn drops_push(&mut self, faults: &Faults) -> bool {
+        self.pushes += 1;
+        hits(faults.drop_push_every, self.pushes)
+    }
+
+    /// Whether this due heartbeat is to be skipped.
+    pub(crate) fn skips_heartbeat(&mut self, faults: &Faults) -> bool {
+        self.heartbeats += 1;
+        hits(faults.skip_heartbeat_every, self.heartbeats)
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
