@@ -284,3 +284,80 @@ fn client_side_pushes(run: &RunData) -> Verdict {
             .into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn accepted(n: u64) -> Vec<(u64, Instant)> {
+        let t0 = Instant::now();
+        (0..n)
+            .map(|i| (10 + 3 * i, t0 + std::time::Duration::from_millis(i)))
+            .collect()
+    }
+
+    proptest! {
+        /// A prefix of what was accepted is a prefix; a push repeated, missing from the middle,
+        /// out of order or unknown is a mismatch at the first place it shows.
+        #[test]
+        fn pushes_compare_exactly(n in 1u64..40, cut in 0usize..40, edit in 0u8..4, at in 0usize..40) {
+            let acc = accepted(n);
+            let nums: Vec<u64> = acc.iter().map(|a| a.0).collect();
+            let cut = cut.min(nums.len());
+            let prefix = &nums[..cut];
+            match compare_pushes(prefix, &acc) {
+                PushFinding::Prefix { missing, first_missing } => {
+                    prop_assert_eq!(missing, nums.len() - cut);
+                    prop_assert_eq!(first_missing, acc.get(cut).map(|a| a.1));
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            if nums.len() < 2 {
+                return Ok(());
+            }
+            let at = at % (nums.len() - 1);
+            let mut bad = nums.clone();
+            match edit {
+                0 => bad.insert(at + 1, nums[at]),   // repeated
+                1 => { bad.remove(at); }             // lost from the middle
+                2 => bad.swap(at, at + 1),           // out of order
+                _ => bad[at] = 1,                    // never accepted
+            }
+            let expected_at = match edit { 0 => at + 1, _ => at };
+            match compare_pushes(&bad, &acc) {
+                PushFinding::Mismatch { index, got, expected } => {
+                    prop_assert_eq!(index, expected_at);
+                    prop_assert_eq!(got, bad[index]);
+                    prop_assert_eq!(expected, acc.get(index).map(|a| a.0));
+                }
+                other => prop_assert!(false, "edit {} at {}: {:?}", edit, at, other),
+            }
+        }
+    }
+
+    #[test]
+    fn mismatches_are_named_for_what_happened() {
+        let r = [10, 13, 13];
+        assert_eq!(
+            describe_mismatch(&r, 2, 13, Some(16)),
+            "push #13 arrived twice (where #16 was due)"
+        );
+        assert_eq!(
+            describe_mismatch(&[10, 16], 1, 16, Some(13)),
+            "push #13 missing: #16 arrived in its place"
+        );
+        assert_eq!(
+            describe_mismatch(&[13, 10], 0, 13, Some(10)),
+            "push #10 missing: #13 arrived in its place"
+        );
+        assert_eq!(
+            describe_mismatch(&[10, 16, 13], 2, 13, Some(16)),
+            "push #13 arrived out of order (where #16 was due)"
+        );
+        assert_eq!(
+            describe_mismatch(&[10], 0, 10, None),
+            "push #10 arrived beyond every push the gate accepted"
+        );
+    }
+}

@@ -103,7 +103,9 @@ pub fn heartbeats(run: &RunData) -> Verdict {
         });
     }
     v.finish(|| {
-        if run.scenario.bind_users {
+        if run.scenario.bind_users && run.mode == crate::scenario::Mode::Tcp {
+            "no session was bound to a user (against an external gate the harness cannot bind one: bind_users needs the built-in gate)".into()
+        } else if run.scenario.bind_users {
             "no session was bound to a user".into()
         } else {
             "no session was bound to a user (bind_users = false)".into()
