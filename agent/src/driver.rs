@@ -4,6 +4,7 @@
 use crate::calls::CallSet;
 use crate::connection::{Action, CallId, CallResult, Connection};
 use crate::handle::{Command, Commands};
+use crate::protocol::Protocol;
 use crate::read_scratch::poll_read_chunk;
 use crate::registration::Registration;
 use crate::services::{BackendError, Services};
@@ -32,14 +33,15 @@ pub fn now() -> Instant {
 ///
 /// While the connection is idle the driver holds no buffer: reads go through a scratch buffer
 /// per worker thread and keep only the bytes received, and written output is released.
-pub fn run<S>(
-    conn: Connection,
+pub fn run<P, S>(
+    conn: Connection<P>,
     stream: S,
     services: Services,
     commands: Commands,
     registration: Registration,
 ) -> impl Future<Output = ()> + Send
 where
+    P: Protocol,
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     // Everything goes into one struct moved into the future once: the future is the connection's
@@ -64,8 +66,8 @@ type CallOutput = (CallId, Option<CallResult>);
 
 /// One connection's driver state, polled by hand (no `select!`, no split stream) so that it
 /// holds nothing but the state machine, the stream and a timer while it waits.
-struct Driver<S> {
-    conn: Connection,
+struct Driver<P: Protocol, S> {
+    conn: Connection<P>,
     stream: S,
     services: Services,
     commands: Commands,
@@ -80,7 +82,7 @@ struct Driver<S> {
     call_limit: Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
     /// The connection's whole life. (An async block rather than an `async fn`: an `async fn`
     /// would copy its `mut self` argument into a second place of its future.)
     #[allow(clippy::manual_async_fn)]
@@ -221,13 +223,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 }
 
-fn conn_call_limit(conn: &Connection) -> Duration {
+fn conn_call_limit<P: Protocol>(conn: &Connection<P>) -> Duration {
     // A little past the state machine's own deadline.
     conn.config().backend_timeout + Duration::from_secs(1)
 }
 
 /// Applies a gate command to the state machine.
-pub fn apply(conn: &mut Connection, cmd: Command) {
+pub fn apply<P: Protocol>(conn: &mut Connection<P>, cmd: Command) {
     let t = now();
     match cmd {
         Command::Push(topic, body) => {

@@ -57,23 +57,33 @@ fn hits(every: Option<u64>, count: u64) -> bool {
 
 /// What the injected faults have counted so far on one connection. All the decisions live here,
 /// so the connection's own code only asks.
-#[derive(Debug, Default)]
-pub(crate) struct FaultState {
+#[derive(Debug)]
+pub(crate) struct FaultState<R> {
     responses: u64,
     pushes: u64,
     heartbeats: u64,
     /// A response held back by `swap-responses`, written after the next one.
-    held: Option<gatekit_codec::Response>,
+    held: Option<Answer<R>>,
 }
 
-impl FaultState {
+/// A response: to whom, with what status and body.
+pub(crate) type Answer<R> = (R, gatekit_codec::Status, bytes::Bytes);
+
+impl<R> Default for FaultState<R> {
+    fn default() -> Self {
+        FaultState {
+            responses: 0,
+            pushes: 0,
+            heartbeats: 0,
+            held: None,
+        }
+    }
+}
+
+impl<R> FaultState<R> {
     /// The responses to write, in order, when the connection answers `r`: none (dropped, or held
     /// back), `r`, or `r` then the one held back.
-    pub(crate) fn responses(
-        &mut self,
-        faults: &Faults,
-        r: gatekit_codec::Response,
-    ) -> Vec<gatekit_codec::Response> {
+    pub(crate) fn responses(&mut self, faults: &Faults, r: Answer<R>) -> Vec<Answer<R>> {
         self.responses += 1;
         if hits(faults.drop_response_every, self.responses) {
             return Vec::new();

@@ -28,6 +28,8 @@ pub mod driver;
 pub mod faults;
 pub mod gate;
 pub mod handle;
+pub mod native;
+pub mod protocol;
 mod read_scratch;
 pub mod registration;
 pub mod services;
@@ -44,6 +46,8 @@ pub use gate::{
     ShutdownReport,
 };
 pub use handle::{AgentHandle, Command, Commands, HandleError};
+pub use native::Native;
+pub use protocol::Protocol;
 pub use registration::Registration;
 pub use services::{
     Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, NoStore, Services, SessionStore,

@@ -1502,7 +1502,7 @@ fn push_too_large_is_refused_and_the_connection_stays_open() {
     let r = c
         .conn
         .push(Topic::from_static("t"), Bytes::from(vec![0u8; 200]));
-    assert!(matches!(r, Err(PushError::Encode(_))), "{r:?}");
+    assert!(matches!(r, Err(PushError::TooLarge(_))), "{r:?}");
     c.pump();
     assert!(c.take_out().is_empty());
     assert!(c.conn.is_open());

@@ -963,7 +963,7 @@ impl H {
         match (was_open, size) {
             (false, _) => assert_eq!(r, Err(PushError::NotOpen)),
             (true, None) => {
-                assert!(matches!(r, Err(PushError::Encode(_))), "{r:?}");
+                assert!(matches!(r, Err(PushError::TooLarge(_))), "{r:?}");
                 assert!(pkts.is_empty());
             }
             (true, Some(size)) => {

@@ -1,4 +1,5 @@
-//! The life of one connection as a deterministic, I/O-free state machine.
+//! The life of one connection as a deterministic, I/O-free state machine, the same for every wire
+//! protocol ([`Protocol`]: gatekit's native one by default, MQTT, pomelo, a user's own).
 //!
 //! Fed with received bytes, back-end results, gate commands and the current time, it yields what to
 //! do: bytes to write ([`Connection::poll_transmit`]), actions ([`Connection::poll_action`]: connect
@@ -20,175 +21,25 @@
 //! - A storage heartbeat for a bound session happens at most once per `heartbeat` interval, and at
 //!   least once per interval in which the client sent anything.
 
+mod types;
+
+pub use types::{Action, Call, CallId, CallResult, CloseReason, ConnInfo, Counters, PushError};
+
 use crate::config::AgentConfig;
+use crate::native::Native;
+use crate::protocol::{Event, Hello, Outbox, Protocol, Violation, Welcome};
 use crate::session::Session;
 use bytes::{Bytes, BytesMut};
-use gatekit_codec::{
-    Close, CloseCode, DecodeError, FrameError, MessageId, NativeCodec, Oversize, Packet, Push,
-    Response, Route, Status, Text, Topic, Welcome, PROTOCOL_VERSION,
-};
+use gatekit_codec::{CloseCode, Status, Topic};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes charged against the write queue for each queued packet, for the bookkeeping that counts it
 /// as sent once written (so a flood of tiny packets is bounded like a flood of bytes).
 pub const PACKET_OVERHEAD: usize = 16;
-
-/// Why a connection ended. Carried by [`Action::Disconnect`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CloseReason {
-    /// The client sent CLOSE.
-    ClientClosed,
-    /// The stream ended without a CLOSE.
-    Eof,
-    /// The transport failed (connection reset, broken pipe...).
-    Reset,
-    /// No packet for longer than the idle timeout.
-    IdleTimeout,
-    /// No handshake in time (no session, so no Disconnect).
-    HandshakeTimeout,
-    /// The handshake was refused (no session, so no Disconnect).
-    Refused,
-    /// The client broke the protocol.
-    ProtocolError,
-    /// Closed on purpose by the server.
-    Kicked,
-    /// The client did not read its output.
-    SlowConsumer,
-    /// The gate shut down.
-    Shutdown,
-    /// The agent failed internally (a panic in the driver or a custom agent).
-    Internal,
-}
-
-impl CloseReason {
-    /// Every reason.
-    pub const ALL: [CloseReason; 11] = [
-        CloseReason::ClientClosed,
-        CloseReason::Eof,
-        CloseReason::Reset,
-        CloseReason::IdleTimeout,
-        CloseReason::HandshakeTimeout,
-        CloseReason::Refused,
-        CloseReason::ProtocolError,
-        CloseReason::Kicked,
-        CloseReason::SlowConsumer,
-        CloseReason::Shutdown,
-        CloseReason::Internal,
-    ];
-
-    /// A short snake_case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            CloseReason::ClientClosed => "client_closed",
-            CloseReason::Eof => "eof",
-            CloseReason::Reset => "reset",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::Refused => "refused",
-            CloseReason::ProtocolError => "protocol_error",
-            CloseReason::Kicked => "kicked",
-            CloseReason::SlowConsumer => "slow_consumer",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Internal => "internal",
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Identifies a back-end call issued by [`Action::Call`]; hand it back with the result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
-
-/// A back-end call the driver must make.
-#[derive(Debug, Clone)]
-pub struct Call {
-    /// Give this back to [`Connection::handle_call_result`].
-    pub id: CallId,
-    /// The session, as of the call.
-    pub session: Arc<Session>,
-    /// `module/func`.
-    pub route: Route,
-    /// The request body (zero-copy from the received bytes).
-    pub body: Bytes,
-    /// Whether the client waits for an answer (request) or not (notify).
-    pub expects_reply: bool,
-}
-
-/// How a back-end call ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallResult {
-    /// The back end answered.
-    Ok(Bytes),
-    /// No back end for the module, or no such function.
-    NotFound,
-    /// The back end refused the request; the bytes say why.
-    Failed(Bytes),
-    /// The back end is overloaded.
-    Busy,
-    /// The back end panicked or crashed.
-    Panicked,
-}
-
-/// Something the driver must do.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// Tell the learner the session is connected (once, after the handshake).
-    Connect(Arc<Session>),
-    /// Call a back end and report with [`Connection::handle_call_result`].
-    Call(Call),
-    /// Call the session store's heartbeat for this (bound) session.
-    StorageHeartbeat(Arc<Session>),
-    /// Tell the learner the session is gone (once, iff `Connect` was yielded, always after it).
-    Disconnect(Arc<Session>, CloseReason),
-}
-
-/// Exact packet counters, shared with handles on other tasks (atomics, single writer).
-#[derive(Debug, Default)]
-pub struct Counters {
-    received: AtomicU64,
-    sent: AtomicU64,
-    closed: AtomicBool,
-    max_buffered: std::sync::atomic::AtomicUsize,
-}
-
-impl Counters {
-    /// Packets received from the client.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-    /// Packets sent to the client: fully handed to the transport (written), not merely queued.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-    /// Whether the connection is closing or closed.
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-    /// The most bytes the connection ever buffered at once (undecoded input plus unwritten output).
-    pub fn max_buffered(&self) -> usize {
-        self.max_buffered.load(Ordering::Relaxed)
-    }
-}
-
-/// Why a push was not queued.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PushError {
-    /// The connection is not open (handshaking, closing or closed).
-    #[error("connection is not open")]
-    NotOpen,
-    /// The packet breaks a codec limit.
-    #[error("packet refused by the encoder: {0}")]
-    Encode(#[from] gatekit_codec::EncodeError),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -204,29 +55,18 @@ enum Phase {
 }
 
 #[derive(Debug)]
-struct InFlight {
+struct InFlight<R> {
     call: CallId,
-    reply_to: Option<MessageId>,
+    reply_to: Option<R>,
     deadline: Instant,
 }
 
-/// Who the connection is with, given by the driver (the state machine creates nothing random).
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The session id to use if the handshake succeeds.
-    pub session_id: String,
-    /// Transport name.
-    pub network: String,
-    /// Peer address.
-    pub peer: String,
-}
-
-/// One connection's state machine. See the module docs.
-pub struct Connection {
+/// One connection's state machine, speaking protocol `P`. See the module docs.
+pub struct Connection<P: Protocol = Native> {
     config: Arc<AgentConfig>,
     info: ConnInfo,
     phase: Phase,
-    codec: NativeCodec,
+    protocol: P,
     input: BytesMut,
     output: BytesMut,
     /// Bytes of output ever queued (encoded), counted from the start of the connection.
@@ -243,7 +83,7 @@ pub struct Connection {
     connected: bool,
     disconnect_sent: bool,
     actions: VecDeque<Action>,
-    in_flight: VecDeque<InFlight>,
+    in_flight: VecDeque<InFlight<P::Reply>>,
     next_call: u64,
     last_activity: Instant,
     idle_timeout: Duration,
@@ -254,12 +94,13 @@ pub struct Connection {
     reason: Option<CloseReason>,
     closing_at: Option<Instant>,
     #[cfg(feature = "fault-injection")]
-    fault_state: crate::faults::FaultState,
+    fault_state: crate::faults::FaultState<P::Reply>,
 }
 
-impl fmt::Debug for Connection {
+impl<P: Protocol> fmt::Debug for Connection<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
+            .field("protocol", &self.protocol.name())
             .field("phase", &self.phase)
             .field("session", &self.session)
             .field("in_flight", &self.in_flight.len())
@@ -269,9 +110,9 @@ impl fmt::Debug for Connection {
     }
 }
 
-impl Connection {
-    /// A new connection, accepted at `now`: the handshake must finish by
-    /// `now + handshake_timeout`.
+impl Connection<Native> {
+    /// A new connection speaking gatekit's native protocol, accepted at `now`: the handshake must
+    /// finish by `now + handshake_timeout`.
     pub fn new(config: Arc<AgentConfig>, info: ConnInfo, now: Instant) -> Self {
         Self::with_counters(config, info, now, Arc::new(Counters::default()))
     }
@@ -283,13 +124,26 @@ impl Connection {
         now: Instant,
         counters: Arc<Counters>,
     ) -> Self {
-        let codec = NativeCodec::new(config.max_frame_length, Oversize::Fail)
-            .unwrap_or_else(|_| NativeCodec::default());
+        let native = Native::new(&config);
+        Connection::with_protocol(native, config, info, now, counters)
+    }
+}
+
+impl<P: Protocol> Connection<P> {
+    /// A new connection speaking `protocol`, accepted at `now`, with counters shared with an
+    /// existing handle: the handshake must finish by `now + handshake_timeout`.
+    pub fn with_protocol(
+        protocol: P,
+        config: Arc<AgentConfig>,
+        info: ConnInfo,
+        now: Instant,
+        counters: Arc<Counters>,
+    ) -> Self {
         Connection {
             phase: Phase::Handshake {
                 deadline: now + config.handshake_timeout,
             },
-            codec,
+            protocol,
             input: BytesMut::new(),
             output: BytesMut::new(),
             queued_total: 0,
@@ -317,8 +171,14 @@ impl Connection {
         }
     }
 
-    /// Refuses a connection before it starts (the gate is full or shutting down): queues a CLOSE with
-    /// `code` and closes once it is written. No session, no Connect, no Disconnect.
+    /// The protocol.
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
+    /// Refuses a connection before it starts (the gate is full or shutting down): queues the
+    /// protocol's closing packet with `code` and closes once it is written. No session, no
+    /// Connect, no Disconnect.
     pub fn refuse(&mut self, now: Instant, code: CloseCode) {
         self.close_with(
             now,
@@ -391,7 +251,7 @@ impl Connection {
         let done = self.in_flight.remove(pos).expect("position is valid");
         release_if_empty(&mut self.in_flight);
         self.last_activity = self.last_activity.max(now);
-        if let Some(id) = done.reply_to {
+        if let Some(reply) = done.reply_to {
             let (status, body) = match result {
                 CallResult::Ok(b) => (Status::Ok, b),
                 CallResult::NotFound => (Status::NotFound, Bytes::new()),
@@ -399,7 +259,7 @@ impl Connection {
                 CallResult::Busy => (Status::Busy, Bytes::new()),
                 CallResult::Panicked => (Status::InternalError, Bytes::new()),
             };
-            self.respond(id, status, body);
+            self.respond(reply, status, body);
         }
         self.process_input(now);
     }
@@ -427,8 +287,8 @@ impl Connection {
             let expired = self.in_flight.remove(pos).expect("position is valid");
             release_if_empty(&mut self.in_flight);
             self.last_activity = self.last_activity.max(now);
-            if let Some(id) = expired.reply_to {
-                self.respond(id, Status::Timeout, Bytes::new());
+            if let Some(reply) = expired.reply_to {
+                self.respond(reply, Status::Timeout, Bytes::new());
             }
         }
         if !matches!(self.phase, Phase::Open) {
@@ -448,7 +308,7 @@ impl Connection {
 
     // ----- gate commands -----
 
-    /// Queues a PUSH to the client.
+    /// Queues a push to the client.
     pub fn push(&mut self, topic: Topic, body: Bytes) -> Result<(), PushError> {
         if !matches!(self.phase, Phase::Open) {
             return Err(PushError::NotOpen);
@@ -457,7 +317,12 @@ impl Connection {
         if self.fault_state.drops_push(&self.config.faults) {
             return Ok(());
         }
-        self.send(&Packet::Push(Push::new(topic, body)))?;
+        let Connection {
+            protocol, output, ..
+        } = self;
+        let before = output.len();
+        protocol.encode_push(&topic, &body, output)?;
+        self.queued(before);
         Ok(())
     }
 
@@ -555,7 +420,7 @@ impl Connection {
             Phase::Handshake { .. } | Phase::Open => {
                 !self.peer_eof
                     && self.in_flight.len() < self.config.max_in_flight.max(1)
-                    && self.input.len() <= self.config.max_frame_length + 4
+                    && self.input.len() <= self.protocol.max_packet_len()
             }
             _ => false,
         }
@@ -599,7 +464,7 @@ impl Connection {
             + self.output.capacity()
             + self.ends.capacity() * std::mem::size_of::<u64>()
             + self.actions.capacity() * std::mem::size_of::<Action>()
-            + self.in_flight.capacity() * std::mem::size_of::<InFlight>()
+            + self.in_flight.capacity() * std::mem::size_of::<InFlight<P::Reply>>()
     }
 
     /// The most bytes ever buffered at once (input plus output), for memory invariants.
@@ -608,11 +473,15 @@ impl Connection {
     }
 
     /// The bound on [`Connection::buffered_bytes`] this connection keeps, whatever the client does:
-    /// [`AgentConfig::buffer_bound`] (the largest frame plus one read of `read_size` bytes, plus
-    /// the write queue limit, the packet that crosses it and a final CLOSE, each packet with its
-    /// bookkeeping).
+    /// the largest packet plus one read of `read_size` bytes of input; the write queue limit, the
+    /// packet that crosses it and the closing packet, each with its bookkeeping, of output. For
+    /// the native protocol it is [`AgentConfig::buffer_bound`].
     pub fn buffer_bound(&self, read_size: usize) -> usize {
-        self.config.buffer_bound(read_size)
+        let packet = self.protocol.max_packet_len();
+        let input = packet + read_size;
+        let largest_packet = packet + PACKET_OVERHEAD;
+        let close = self.protocol.max_close_len() + PACKET_OVERHEAD;
+        input + self.config.max_write_queue + largest_packet + close
     }
 
     /// The options.
@@ -625,6 +494,23 @@ impl Connection {
         self.in_flight.len()
     }
 
+    /// The idle timeout in force: the configured one until the handshake, then the one the
+    /// protocol negotiated.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Why the connection is closing or closed, once it is.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason
+    }
+
+    /// When the connection started closing (stopped serving its session), if it has and the
+    /// close went through a lingering close; `finish` without linger leaves it unset.
+    pub fn closing_at(&self) -> Option<Instant> {
+        self.closing_at
+    }
+
     // ----- internals -----
 
     /// Output not yet written, in bytes, plus the bookkeeping charged per queued packet.
@@ -632,13 +518,37 @@ impl Connection {
         (self.queued_total - self.written_total) as usize + PACKET_OVERHEAD * self.ends.len()
     }
 
-    /// Encodes a packet at the end of the output and remembers where it ends.
-    fn enqueue(&mut self, packet: &Packet) -> Result<(), gatekit_codec::EncodeError> {
-        let before = self.output.len();
-        self.codec.encode(packet, &mut self.output)?;
+    /// Accounts for one packet appended to the output since it was `before` bytes long, and
+    /// enforces the write queue's bound.
+    fn queued(&mut self, before: usize) {
         self.queued_total += (self.output.len() - before) as u64;
         self.ends.push_back(self.queued_total);
-        Ok(())
+        self.check_write_queue();
+    }
+
+    /// Accounts for the packets a protocol wrote on its own while decoding.
+    fn queued_outbox(&mut self, before: usize, ends: &[usize]) {
+        for &end in ends {
+            self.ends
+                .push_back(self.queued_total + (end - before) as u64);
+        }
+        self.queued_total += (self.output.len() - before) as u64;
+        if !ends.is_empty() {
+            self.check_write_queue();
+        }
+    }
+
+    fn check_write_queue(&mut self) {
+        self.note_buffered();
+        #[cfg(feature = "fault-injection")]
+        if self.config.faults.skip_slow_consumer_close {
+            return;
+        }
+        if self.queued_output() > self.config.max_write_queue {
+            // The client is not reading: no point queueing a close behind what it ignores.
+            self.output = BytesMut::new();
+            self.finish(CloseReason::SlowConsumer);
+        }
     }
 
     fn note_buffered(&mut self) {
@@ -686,23 +596,34 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles packets while there is room for back-end calls.
+    /// Decodes and handles events while there is room for back-end calls.
     fn process_input(&mut self, now: Instant) {
         while matches!(self.phase, Phase::Handshake { .. } | Phase::Open)
             && self.in_flight.len() < self.config.max_in_flight.max(1)
         {
-            let packet = match self.codec.decode(&mut self.input) {
-                Ok(Some(p)) => p,
+            let before = self.output.len();
+            let Connection {
+                protocol,
+                input,
+                output,
+                ..
+            } = self;
+            let mut outbox = Outbox::new(output);
+            let decoded = protocol.decode(input, &mut outbox);
+            let ends = std::mem::take(&mut outbox.ends);
+            self.queued_outbox(before, &ends);
+            let event = match decoded {
+                Ok(Some(e)) => e,
                 Ok(None) => break,
-                Err(e) => {
-                    self.protocol_error(now, &e);
+                Err(v) => {
+                    self.violation(now, v);
                     break;
                 }
             };
             self.counters.received.fetch_add(1, Ordering::Relaxed);
             self.last_activity = now;
             self.active_since_heartbeat = true;
-            self.handle_packet(now, packet);
+            self.handle_event(now, event);
         }
         if self.input.is_empty() {
             // Do not keep a read buffer allocated while idle. Capacity alone does not tell: a
@@ -724,79 +645,48 @@ impl Connection {
         }
     }
 
-    fn handle_packet(&mut self, now: Instant, packet: Packet) {
-        match (self.phase, packet) {
-            (Phase::Handshake { .. }, Packet::Handshake(h)) => {
-                if h.version != PROTOCOL_VERSION {
-                    self.close_with(
-                        now,
-                        CloseReason::Refused,
-                        Some((
-                            CloseCode::UnsupportedVersion,
-                            format!(
-                                "version {} not supported; this gate speaks {PROTOCOL_VERSION}",
-                                h.version
-                            ),
-                        )),
-                    );
-                    return;
-                }
-                let max_ping = self
-                    .config
-                    .ping_interval
-                    .as_secs()
-                    .clamp(1, u16::MAX as u64) as u16;
-                let ping = if h.heartbeat_secs == 0 {
-                    max_ping
-                } else {
-                    h.heartbeat_secs.min(max_ping)
-                };
-                // The connection's info is only needed for its session: moved, not copied.
-                let session = Arc::new(Session::new(
-                    std::mem::take(&mut self.info.session_id),
-                    std::mem::take(&mut self.info.network),
-                    std::mem::take(&mut self.info.peer),
-                    self.config.server_id.clone(),
-                ));
-                self.phase = Phase::Open;
-                self.last_activity = now;
-                let welcome = Packet::Welcome(Welcome {
-                    version: PROTOCOL_VERSION,
-                    heartbeat_secs: ping,
-                    max_frame_length: self.config.max_frame_length as u32,
-                    session_id: Text::from(session.session_id.clone()),
-                });
-                self.session = Some(session.clone());
-                self.connected = true;
-                self.actions.push_back(Action::Connect(session));
-                if self.send(&welcome).is_err() {
-                    self.close_with(now, CloseReason::Internal, None);
-                }
+    fn handle_event(&mut self, now: Instant, event: Event<P::Reply>) {
+        match (self.phase, event) {
+            (_, Event::Invalid(v)) => {
+                self.close_with(now, CloseReason::ProtocolError, Some((v.code, v.reason)))
             }
+            (
+                Phase::Handshake { .. },
+                Event::Hello(Hello {
+                    refused: Some(v), ..
+                }),
+            ) => self.close_with(now, CloseReason::Refused, Some((v.code, v.reason))),
+            (Phase::Handshake { .. }, Event::Hello(hello)) => self.open(now, &hello),
             (Phase::Handshake { .. }, other) => {
-                let msg = format!("expected HANDSHAKE, got {}", other.kind_name());
+                let msg = format!(
+                    "expected {}, got {}",
+                    self.protocol.event_name(&Event::Hello(Hello::default())),
+                    self.protocol.event_name(&other)
+                );
                 self.close_with(
                     now,
                     CloseReason::ProtocolError,
                     Some((CloseCode::ProtocolError, msg)),
                 );
             }
-            (Phase::Open, Packet::Request(r)) => {
-                let id = r.id();
-                let route = r.route_value();
-                self.start_call(now, Some(id), route, r.into_body());
+            (Phase::Open, Event::Request { reply, route, body }) => {
+                self.start_call(now, Some(reply), route, body);
             }
-            (Phase::Open, Packet::Notify(n)) => {
-                let route = n.route_value();
-                self.start_call(now, None, route, n.into_body());
+            (Phase::Open, Event::Notify { route, body }) => {
+                self.start_call(now, None, route, body);
             }
-            (Phase::Open, Packet::Ping) => {
-                let _ = self.send(&Packet::Pong);
+            (Phase::Open, Event::Ping) => {
+                let before = self.output.len();
+                self.protocol.encode_pong(&mut self.output);
+                self.queued(before);
             }
-            (Phase::Open, Packet::Pong) => {}
-            (Phase::Open, Packet::Close(_)) => self.finish(CloseReason::ClientClosed),
-            (Phase::Open, other) => {
-                let msg = format!("{} is not sent by clients", other.kind_name());
+            (Phase::Open, Event::Activity) => {}
+            (Phase::Open, Event::Goodbye) => self.finish(CloseReason::ClientClosed),
+            (Phase::Open, hello @ Event::Hello(_)) => {
+                let msg = format!(
+                    "a second {} after the session opened",
+                    self.protocol.event_name(&hello)
+                );
                 self.close_with(
                     now,
                     CloseReason::ProtocolError,
@@ -807,9 +697,44 @@ impl Connection {
         }
     }
 
-    fn start_call(&mut self, now: Instant, reply_to: Option<MessageId>, route: Route, body: Bytes) {
+    /// A valid hello: the session opens.
+    fn open(&mut self, now: Instant, hello: &Hello) {
+        let negotiated = self.protocol.negotiate(hello, &self.config);
+        // The connection's info is only needed for its session: moved, not copied.
+        let session = Arc::new(Session::new(
+            std::mem::take(&mut self.info.session_id),
+            std::mem::take(&mut self.info.network),
+            std::mem::take(&mut self.info.peer),
+            self.config.server_id.clone(),
+        ));
+        self.phase = Phase::Open;
+        self.last_activity = now;
+        self.idle_timeout = negotiated.idle_timeout;
+        self.session = Some(session.clone());
+        self.connected = true;
+        self.actions.push_back(Action::Connect(session.clone()));
+        let welcome = Welcome {
+            session_id: &session.session_id,
+            heartbeat: negotiated.heartbeat,
+            max_frame_length: self.config.max_frame_length,
+        };
+        let before = self.output.len();
+        match self.protocol.encode_welcome(&welcome, &mut self.output) {
+            Ok(()) => self.queued(before),
+            Err(_) => self.close_with(now, CloseReason::Internal, None),
+        }
+    }
+
+    fn start_call(
+        &mut self,
+        now: Instant,
+        reply_to: Option<P::Reply>,
+        route: gatekit_codec::Route,
+        body: Bytes,
+    ) {
         let id = CallId(self.next_call);
         self.next_call += 1;
+        let expects_reply = reply_to.is_some();
         self.in_flight.push_back(InFlight {
             call: id,
             reply_to,
@@ -821,64 +746,55 @@ impl Connection {
             session,
             route,
             body,
-            expects_reply: reply_to.is_some(),
+            expects_reply,
         }));
     }
 
-    fn respond(&mut self, id: MessageId, status: Status, body: Bytes) {
+    fn respond(&mut self, reply: P::Reply, status: Status, body: Bytes) {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
         #[cfg(feature = "fault-injection")]
         {
-            let response = Response { id, status, body };
-            for r in self.fault_state.responses(&self.config.faults, response) {
-                self.send_response(r.id, r.status, r.body);
+            let answers = self
+                .fault_state
+                .responses(&self.config.faults, (reply, status, body));
+            for (reply, status, body) in answers {
+                self.send_response(&reply, status, &body);
             }
         }
         #[cfg(not(feature = "fault-injection"))]
-        self.send_response(id, status, body);
+        self.send_response(&reply, status, &body);
     }
 
-    /// Encodes a RESPONSE; one over the frame limit becomes `internal error`.
-    fn send_response(&mut self, id: MessageId, status: Status, body: Bytes) {
-        let packet = Packet::Response(Response { id, status, body });
-        if let Err(PushError::Encode(_)) = self.send(&packet) {
+    /// Encodes a response; one over the frame limit becomes `internal error`.
+    fn send_response(&mut self, reply: &P::Reply, status: Status, body: &Bytes) {
+        let before = self.output.len();
+        let encoded = self
+            .protocol
+            .encode_response(reply, status, body, &mut self.output);
+        if encoded.is_err() {
             // The back end answered more than a frame holds: tell the client, do not drop the id.
-            let _ = self.send(&Packet::Response(Response {
-                id,
-                status: Status::InternalError,
-                body: Bytes::from_static(b"response too large"),
-            }));
+            self.output.truncate(before);
+            let too_large = Bytes::from_static(b"response too large");
+            if self
+                .protocol
+                .encode_response(reply, Status::InternalError, &too_large, &mut self.output)
+                .is_err()
+            {
+                self.output.truncate(before);
+                return;
+            }
         }
+        self.queued(before);
     }
 
-    /// Encodes a packet into the write queue, enforcing its bound.
-    fn send(&mut self, packet: &Packet) -> Result<(), PushError> {
-        self.enqueue(packet)?;
-        self.note_buffered();
-        #[cfg(feature = "fault-injection")]
-        if self.config.faults.skip_slow_consumer_close {
-            return Ok(());
-        }
-        if self.queued_output() > self.config.max_write_queue {
-            // The client is not reading: no point queueing a CLOSE behind what it ignores.
-            self.output = BytesMut::new();
-            self.finish(CloseReason::SlowConsumer);
-        }
-        Ok(())
+    fn violation(&mut self, now: Instant, v: Violation) {
+        self.close_with(now, CloseReason::ProtocolError, Some((v.code, v.reason)));
     }
 
-    fn protocol_error(&mut self, now: Instant, e: &DecodeError) {
-        let code = match e {
-            DecodeError::Frame(FrameError::TooLarge { .. }) => CloseCode::FrameTooLarge,
-            _ => CloseCode::ProtocolError,
-        };
-        self.close_with(now, CloseReason::ProtocolError, Some((code, e.to_string())));
-    }
-
-    /// Starts closing: optionally queue a CLOSE for the client, then finish once it is written (or
-    /// the linger deadline passes).
+    /// Starts closing: optionally queue the protocol's closing packet, then finish once it is
+    /// written (or the linger deadline passes).
     fn close_with(
         &mut self,
         now: Instant,
@@ -895,20 +811,12 @@ impl Connection {
         self.in_flight = VecDeque::new();
         self.input = BytesMut::new();
         if let Some((code, text)) = close {
-            let packet = Packet::Close(Close {
-                code,
-                // The reason is cut to fit the frame limit, so the CLOSE itself is never refused.
-                reason: Text::from(
-                    truncate_utf8(
-                        &text,
-                        gatekit_codec::native::MAX_REASON_LEN
-                            .min(self.config.max_frame_length.saturating_sub(2)),
-                    )
-                    .to_owned(),
-                ),
-            });
-            let _ = self.enqueue(&packet);
-            self.note_buffered();
+            let before = self.output.len();
+            if self.protocol.encode_close(code, &text, &mut self.output) {
+                self.queued_total += (self.output.len() - before) as u64;
+                self.ends.push_back(self.queued_total);
+                self.note_buffered();
+            }
         }
         self.phase = Phase::Closing {
             reason,
@@ -943,17 +851,6 @@ impl Connection {
             self.actions.push_back(Action::Disconnect(session, reason));
         }
     }
-
-    /// Why the connection is closing or closed, once it is.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.reason
-    }
-
-    /// When the connection started closing (stopped serving its session), if it has and the
-    /// close went through a lingering CLOSE; `finish` without linger leaves it unset.
-    pub fn closing_at(&self) -> Option<Instant> {
-        self.closing_at
-    }
 }
 
 /// Gives a drained queue's memory back: an idle connection holds no capacity.
@@ -969,15 +866,4 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (a, None) => a,
         (None, b) => b,
     }
-}
-
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
