@@ -5,6 +5,7 @@ use crate::config::AgentConfig;
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
 use crate::handle::{AgentHandle, Command, Commands, HandleError};
+use crate::protocol::Protocol;
 use crate::registration::Registration;
 use crate::services::{BoxFuture, Services};
 use crate::session::{random_session_id, Session};
@@ -50,11 +51,61 @@ pub struct AgentContext {
 pub trait AgentFactory: Send + Sync + 'static {
     /// Runs one connection to its end.
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()>;
+
+    /// The bytes that refuse a connection before any agent runs (the gate is full or shutting
+    /// down), in this factory's protocol. By default the native CLOSE with `code`.
+    fn refusal(&self, code: CloseCode) -> Bytes {
+        let mut out = BytesMut::new();
+        let close = Packet::Close(Close {
+            code,
+            reason: Text::from_static(code.name()),
+        });
+        let _ = NativeCodec::default().encode(&close, &mut out);
+        out.freeze()
+    }
 }
 
 /// The default agent: gatekit's native protocol on the sans-I/O [`Connection`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NativeAgent;
+
+/// An agent for any [`Protocol`]: the connection core and its driver, with a protocol made per
+/// connection by `make` from the gate's options. `ProtocolAgent::new(Native::new)` is
+/// [`NativeAgent`]; a user's own protocol runs the same way, with every guarantee of the core.
+pub struct ProtocolAgent<P> {
+    make: Arc<dyn Fn(&AgentConfig) -> P + Send + Sync>,
+}
+
+impl<P: Protocol> ProtocolAgent<P> {
+    /// An agent making its protocol with `make`.
+    pub fn new(make: impl Fn(&AgentConfig) -> P + Send + Sync + 'static) -> Self {
+        ProtocolAgent {
+            make: Arc::new(make),
+        }
+    }
+}
+
+impl<P: Protocol> AgentFactory for ProtocolAgent<P> {
+    fn refusal(&self, code: CloseCode) -> Bytes {
+        let mut protocol = (self.make)(&AgentConfig::default());
+        let mut out = BytesMut::new();
+        protocol.encode_close(code, code.name(), &mut out);
+        out.freeze()
+    }
+
+    fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
+        let protocol = (self.make)(&ctx.config);
+        let conn =
+            Connection::with_protocol(protocol, ctx.config, ctx.info, driver::now(), ctx.counters);
+        Box::pin(driver::run(
+            conn,
+            stream,
+            ctx.services,
+            ctx.commands,
+            ctx.registration,
+        ))
+    }
+}
 
 impl AgentFactory for NativeAgent {
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
@@ -230,8 +281,20 @@ impl Gate {
         Ok((local, self.serve(listener)))
     }
 
-    /// Accepts connections from `listener` in the background until [`Gate::shutdown`].
+    /// Accepts connections from `listener` in the background until [`Gate::shutdown`], each run by
+    /// the gate's factory.
     pub fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
+        let factory = self.shared.factory.clone();
+        self.serve_with(listener, factory)
+    }
+
+    /// Like [`Gate::serve`], with connections run by `factory` (another protocol on another
+    /// port: the same back ends, learner, store and session registry serve them all).
+    pub fn serve_with(
+        &self,
+        listener: TcpListener,
+        factory: Arc<dyn AgentFactory>,
+    ) -> JoinHandle<()> {
         let gate = self.clone();
         tokio::spawn(async move {
             loop {
@@ -244,7 +307,7 @@ impl Gate {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            gate.accept(Box::new(stream), "tcp", peer.to_string());
+                            gate.accept_with(Box::new(stream), "tcp", peer.to_string(), &factory);
                         }
                         Err(e) => {
                             // EMFILE / ENFILE: the process hit its open-file limit. Count it, say
@@ -268,6 +331,18 @@ impl Gate {
     /// Runs an agent on an already-accepted stream (any transport). Refuses it with CLOSE
     /// `server full` (or `shutdown`) when the gate is at its limit (or shutting down).
     pub fn accept(&self, stream: BoxStream, network: &str, peer: String) {
+        let factory = self.shared.factory.clone();
+        self.accept_with(stream, network, peer, &factory);
+    }
+
+    /// Like [`Gate::accept`], with the connection run by `factory`.
+    pub fn accept_with(
+        &self,
+        stream: BoxStream,
+        network: &str,
+        peer: String,
+        factory: &Arc<dyn AgentFactory>,
+    ) {
         let shared = &self.shared;
         // Take a place first, then check: concurrent callers can never exceed the limit.
         let before = shared.live.fetch_add(1, Ordering::AcqRel);
@@ -283,7 +358,7 @@ impl Gate {
                 shared.idle.notify_waiters();
             }
             shared.refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(stream, code));
+            tokio::spawn(refuse(stream, factory.refusal(code)));
             return;
         }
         shared.accepted.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +382,7 @@ impl Gate {
             },
             counters,
         };
-        let task = tokio::spawn(shared.factory.run(stream, ctx));
+        let task = tokio::spawn(factory.run(stream, ctx));
         if let Some(entry) = shared.conns.lock().expect("conns lock").get_mut(&conn_id) {
             entry.1 = Some(task.abort_handle());
         }
@@ -495,20 +570,15 @@ impl Gate {
     }
 }
 
-/// Writes a CLOSE refusal and drops the stream.
-async fn refuse(mut stream: BoxStream, code: CloseCode) {
-    let mut out = BytesMut::new();
-    let close = Packet::Close(Close {
-        code,
-        reason: Text::from_static(code.name()),
-    });
-    if NativeCodec::default().encode(&close, &mut out).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-    }
+/// Writes a refusal and drops the stream.
+async fn refuse(mut stream: BoxStream, refusal: Bytes) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if !refusal.is_empty() {
+            let _ = stream.write_all(&refusal).await;
+        }
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub use connection::{
 pub use faults::Faults;
 pub use gate::{
     AgentContext, AgentFactory, AgentStream, BoxStream, Gate, GateBuilder, NativeAgent,
-    ShutdownReport,
+    ProtocolAgent, ShutdownReport,
 };
 pub use handle::{AgentHandle, Command, Commands, HandleError};
 pub use native::Native;
