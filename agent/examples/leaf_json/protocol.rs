@@ -158,7 +158,7 @@ fn route(text: String) -> Result<Route, Violation> {
         .map_err(|e| Violation::new(CloseCode::ProtocolError, e.to_string()))
 }
 
-fn body(raw: Box<RawValue>) -> Bytes {
+fn body(raw: &RawValue) -> Bytes {
     Bytes::from(raw.get().to_owned())
 }
 
