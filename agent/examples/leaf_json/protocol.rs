@@ -204,14 +204,14 @@ impl Protocol for LeafJson {
                 Ok(route) => Event::Request {
                     reply: id,
                     route,
-                    body: body(b),
+                    body: body(&b),
                 },
                 Err(v) => Event::Invalid(v),
             },
             ClientMessage::Notify { route: r, body: b } => match route(r) {
                 Ok(route) => Event::Notify {
                     route,
-                    body: body(b),
+                    body: body(&b),
                 },
                 Err(v) => Event::Invalid(v),
             },
