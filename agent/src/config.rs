@@ -10,7 +10,8 @@ pub struct AgentConfig {
     pub handshake_timeout: Duration,
     /// Interval offered to clients for pings (a client may ask for less). Default 30 s.
     pub ping_interval: Duration,
-    /// A connection with no packet received for this long is closed. Default 90 s.
+    /// A connection with no packet received for this long is closed. Default 90 s. Each protocol
+    /// may close sooner from the heartbeat it agreed with the client (native: three heartbeats).
     pub idle_timeout: Duration,
     /// Storage heartbeat interval for sessions bound to a user id (mqant's `Heartbeat`). Default 60 s.
     pub heartbeat: Duration,

@@ -10,6 +10,9 @@ use gatekit_codec::{
 };
 use std::time::Duration;
 
+/// Heartbeats without a packet after which the gate closes a connection (`idle timeout`).
+pub const IDLE_HEARTBEATS: u32 = 3;
+
 /// gatekit's native protocol: HANDSHAKE / WELCOME, REQUEST / RESPONSE by message id, NOTIFY, PUSH,
 /// PING / PONG, CLOSE with a code and a reason.
 #[derive(Debug, Clone)]
@@ -76,7 +79,9 @@ impl Protocol for Native {
             Ok(None) => return Ok(None),
             Err(e) => {
                 let code = match e {
-                    DecodeError::Frame(FrameError::TooLarge { .. }) => CloseCode::FrameTooLarge,
+                    DecodeError::Frame(
+                        FrameError::TooLarge { .. } | FrameError::TooLargePrefix { .. },
+                    ) => CloseCode::FrameTooLarge,
                     _ => CloseCode::ProtocolError,
                 };
                 return Err(Violation::new(code, e.to_string()));
@@ -126,11 +131,13 @@ impl Protocol for Native {
     }
 
     fn negotiate(&self, hello: &Hello, config: &AgentConfig) -> Negotiated {
+        // The client pings at most as often as it asked, and at least every `ping_interval`; three
+        // heartbeats without a packet end the connection (never later than `idle_timeout`).
         let max = Duration::from_secs(config.ping_interval.as_secs().clamp(1, u16::MAX as u64));
         let heartbeat = hello.heartbeat.map_or(max, |h| h.min(max));
         Negotiated {
             heartbeat,
-            idle_timeout: config.idle_timeout,
+            idle_timeout: config.idle_timeout.min(heartbeat * IDLE_HEARTBEATS),
         }
     }
 

@@ -161,9 +161,19 @@ async fn a_session_on_a_custom_protocol() {
         }
         other => panic!("expected the push, got {other:?}"),
     }
-    // A graceful goodbye: one Connect, one Disconnect `client_closed`.
+    // A graceful goodbye: the gate says goodbye back, then closes; one Connect, one Disconnect
+    // `client_closed`.
     send(&mut io, &ClientMessage::Bye {}).await;
-    assert!(recv(&mut io).await.is_none(), "the gate closes after bye");
+    match recv(&mut io).await {
+        Some(GateMessage::Close { code, reason }) => {
+            assert_eq!((code.as_str(), reason.as_str()), ("normal", "bye"))
+        }
+        other => panic!("expected the gate's goodbye, got {other:?}"),
+    }
+    assert!(
+        recv(&mut io).await.is_none(),
+        "the gate closes after its goodbye"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
         s.learner.lifecycles().into_values().collect::<Vec<_>>(),

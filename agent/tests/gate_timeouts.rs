@@ -375,12 +375,9 @@ async fn backend_panic_answers_internal_error_and_everything_keeps_working() {
             vec![Ev::Connect(sid.clone()), Ev::Connect(sid2.clone())]
         );
 
-        // And both close normally afterwards.
-        c.send(Packet::Close(Close {
-            code: CloseCode::Normal,
-            reason: Text::from("bye"),
-        }))
-        .await;
+        // And both close normally afterwards (c with the close handshake: CLOSE, the gate's
+        // CLOSE in reply, end of stream).
+        c.close().await;
         assert_eq!(c.recv().await, None);
         d.io.shutdown().await.unwrap();
         assert_eq!(d.recv().await, None);
@@ -496,8 +493,11 @@ async fn unknown_module_answers_not_found_and_connection_stays() {
 async fn storage_heartbeat_throttled_over_long_virtual_durations() {
     bounded(secs(6 * 3600), async {
         let heartbeat = secs(60);
+        // Long silences are part of the test: a 20-minute heartbeat (idle after three of them)
+        // and an hour's idle timeout.
         let config = AgentConfig {
             heartbeat,
+            ping_interval: secs(1200),
             idle_timeout: secs(3600),
             ..AgentConfig::default()
         };

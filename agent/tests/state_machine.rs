@@ -596,7 +596,55 @@ fn no_session_no_disconnect_on_early_eof_or_reset() {
 fn disconnect_client_close() {
     let (mut c, _) = Client::open(AgentConfig::default());
     c.send(&[close_pkt(CloseCode::Normal, "bye")]);
+    // The close handshake: the gate's CLOSE in reply, then the end.
+    assert_eq!(c.take_out(), [close_pkt(CloseCode::Normal, "bye")]);
+    c.assert_disconnected(CloseReason::ClientClosed);
+}
+
+/// The close handshake loses nothing: ten requests and a CLOSE in one write get ten answers, in
+/// order, then the gate's CLOSE; bytes after the CLOSE are not read.
+#[test]
+fn a_close_behind_requests_is_answered_after_them() {
+    for n in [1u32, 10] {
+        let (mut c, _) = Client::open(AgentConfig::default());
+        let mut pkts: Vec<Packet> = (1..=n).map(|id| req(id, "m/f", b"x")).collect();
+        pkts.push(close_pkt(CloseCode::Normal, "bye"));
+        pkts.push(Packet::Ping); // after the CLOSE: never read
+        c.send(&pkts);
+        let mut out = vec![];
+        for id in 1..=n {
+            // One call at a time: each is made once the previous one is answered.
+            let call = c.one_call();
+            assert!(!c.conn.is_closing(), "closing with request {id} unanswered");
+            c.result(&call, CallResult::Ok(Bytes::from_static(b"y")));
+            out.extend(c.take_out());
+        }
+        let mut expected: Vec<Packet> = (1..=n).map(|id| resp(id, Status::Ok, b"y")).collect();
+        expected.push(close_pkt(CloseCode::Normal, "bye"));
+        assert_eq!(out, expected, "{n} requests");
+        c.assert_disconnected(CloseReason::ClientClosed);
+        // The requests, the CLOSE; not the PING.
+        assert_eq!(c.conn.counters().received(), 1 + u64::from(n) + 1);
+    }
+}
+
+/// A call still running when the CLOSE arrives is answered when it ends (or times out), and
+/// only then does the gate say goodbye.
+#[test]
+fn a_close_waits_for_the_call_in_flight_to_time_out() {
+    let (mut c, _) = Client::open(AgentConfig::default());
+    c.send(&[req(1, "m/f", b"x"), close_pkt(CloseCode::Normal, "bye")]);
+    let _hung = c.one_call();
     assert!(c.take_out().is_empty());
+    assert!(!c.conn.wants_read(), "nothing is read after the CLOSE");
+    c.run_until(AgentConfig::default().backend_timeout);
+    assert_eq!(
+        c.take_out(),
+        [
+            resp(1, Status::Timeout, b""),
+            close_pkt(CloseCode::Normal, "bye")
+        ]
+    );
     c.assert_disconnected(CloseReason::ClientClosed);
 }
 
@@ -651,6 +699,45 @@ fn disconnect_idle_timeout() {
         vec![close_pkt(CloseCode::IdleTimeout, "idle timeout")]
     );
     c.assert_disconnected(CloseReason::IdleTimeout);
+}
+
+/// The idle timeout follows the heartbeat agreed in WELCOME: three heartbeats without a packet
+/// (a client that asked for 5 s is closed after 15 s of silence), never later than
+/// `idle_timeout`; a client asking for more than the gate's ping interval gets the interval.
+#[test]
+fn idle_timeout_is_three_agreed_heartbeats() {
+    for (asked, config, agreed, idle) in [
+        (5u16, AgentConfig::default(), 5u16, secs(15)),
+        (0, AgentConfig::default(), 30, secs(90)),
+        (u16::MAX, AgentConfig::default(), 30, secs(90)),
+        (
+            10,
+            AgentConfig {
+                idle_timeout: secs(20),
+                ..AgentConfig::default()
+            },
+            10,
+            secs(20),
+        ),
+    ] {
+        let mut c = Client::new(config);
+        c.send(&[hs(1, asked)]);
+        match &c.take_out()[..] {
+            [Packet::Welcome(w)] => assert_eq!(w.heartbeat_secs, agreed, "asked {asked}"),
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+        c.take_actions();
+        assert_eq!(c.conn.idle_timeout(), idle, "asked {asked}");
+        assert_eq!(c.conn.poll_timeout(), Some(c.at(idle)), "asked {asked}");
+        c.tick(idle - ms(1));
+        assert!(c.conn.is_open(), "asked {asked}");
+        c.tick(idle);
+        assert_eq!(
+            c.take_out(),
+            vec![close_pkt(CloseCode::IdleTimeout, "idle timeout")]
+        );
+        c.assert_disconnected(CloseReason::IdleTimeout);
+    }
 }
 
 #[test]

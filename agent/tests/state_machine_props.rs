@@ -308,6 +308,9 @@ struct H {
     written_packets: u64,
     /// The agent has seen EOF.
     peer_eof: bool,
+    /// The client sent CLOSE: nothing after it is read, and once nothing is in flight the agent
+    /// answers with its own CLOSE and ends `client_closed`.
+    goodbye: bool,
     out_decoder: NativeCodec,
     /// Ids of requests the client sent that have no response yet.
     outstanding: BTreeSet<u32>,
@@ -383,6 +386,7 @@ impl H {
             transit: VecDeque::new(),
             written_packets: 0,
             peer_eof: false,
+            goodbye: false,
             out_decoder: codec(),
             outstanding: BTreeSet::new(),
             model_decoder: codec(),
@@ -429,7 +433,11 @@ impl H {
             }
             MPhase::Open if self.in_flight.is_empty() => {
                 self.phase = MPhase::Closed;
-                Some(CloseReason::Eof)
+                Some(if self.goodbye {
+                    CloseReason::ClientClosed
+                } else {
+                    CloseReason::Eof
+                })
             }
             _ => None,
         }
@@ -563,7 +571,14 @@ impl H {
                     (*queued > self.cfg.max_write_queue).then_some(CloseReason::SlowConsumer)
                 }
                 (MPhase::Open, Packet::Pong) => None,
-                (MPhase::Open, Packet::Close(_)) => Some(CloseReason::ClientClosed),
+                (MPhase::Open, Packet::Close(_)) => {
+                    // The last packet: what follows is never read; the close comes once every
+                    // call read before it is answered.
+                    self.goodbye = true;
+                    self.peer_eof = true;
+                    self.queue.clear();
+                    return self.eof_close();
+                }
                 (MPhase::Open, _) => Some(CloseReason::ProtocolError),
                 (MPhase::Closed, _) => unreachable!(),
             };
@@ -752,7 +767,7 @@ impl H {
         let calls: Vec<&Call> = call_refs(&actions);
         let mut cursor = 0;
         let mut predicted = None;
-        if !was_closing {
+        if !was_closing && !self.goodbye {
             self.feed_model(&piece);
             predicted = self.consume(&mut queued, &calls, &mut cursor);
         }
@@ -802,11 +817,9 @@ impl H {
             if predicted.is_none() {
                 predicted = self.eof_close();
             }
-            // A close by `finish` (client CLOSE, slow consumer) drops unwritten output.
-            let dropped = matches!(
-                predicted,
-                Some(CloseReason::ClientClosed | CloseReason::SlowConsumer)
-            );
+            // A close by `finish` (a slow consumer) drops unwritten output; a client's CLOSE is
+            // answered after every response.
+            let dropped = matches!(predicted, Some(CloseReason::SlowConsumer));
             if let (Some(reply), false) = (expected, dropped) {
                 let (status, body) = status_of(&result);
                 let sent = pkts.iter().find_map(|p| match p {
@@ -880,10 +893,7 @@ impl H {
             if predicted.is_none() {
                 predicted = self.eof_close();
             }
-            let dropped = matches!(
-                predicted,
-                Some(CloseReason::ClientClosed | CloseReason::SlowConsumer)
-            );
+            let dropped = matches!(predicted, Some(CloseReason::SlowConsumer));
             for id in answered.iter().filter(|_| !dropped) {
                 assert!(
                     pkts.iter().any(|p| matches!(p, Packet::Response(r)

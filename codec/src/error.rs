@@ -92,6 +92,19 @@ pub enum FrameError {
         /// The configured maximum frame length.
         max: usize,
     },
+    /// The first bytes of a varint length prefix already prove the frame longer than the maximum
+    /// (a minimal varint's last byte is not zero, so `ff ff ff` means at least 4,194,303):
+    /// refused before the prefix is complete. Fatal. Only when oversized frames fail (a skipping
+    /// decoder needs the exact length).
+    #[error("frame length of at least {at_least} (from the first {prefix_bytes} bytes of its length varint) exceeds the maximum of {max} bytes")]
+    TooLargePrefix {
+        /// The smallest frame length (after the length adjustment) the prefix can still announce.
+        at_least: u64,
+        /// The varint bytes seen.
+        prefix_bytes: usize,
+        /// The configured maximum frame length.
+        max: usize,
+    },
     /// A LEB128 varint length prefix had its continuation bit set in all of its allowed bytes.
     #[error("length varint does not end within {max_bytes} bytes")]
     VarintTooLong {

@@ -242,6 +242,12 @@ impl Framing {
             Ok((rest, ())) => rest,
             Err(_) => return Ok(None),
         };
+        if self.field == LengthField::Varint
+            && self.oversize == Oversize::Fail
+            && rest.first().is_some_and(|&b| b & 0x80 != 0)
+        {
+            self.refuse_long_prefix(rest)?;
+        }
         let (value, field_len) = match parsers::length_field(self.field)(rest) {
             Ok((_, v)) => v,
             Err(nom::Err::Incomplete(_)) => return Ok(None),
@@ -267,6 +273,33 @@ impl Framing {
             header_len: self.offset + field_len,
             body_len: adjusted as u64,
         }))
+    }
+
+    /// Refuses a varint prefix whose first bytes already prove the frame too large, at the first
+    /// byte that does (the same whether the bytes arrive together or one by one).
+    #[cold]
+    fn refuse_long_prefix(&self, varint: &[u8]) -> Result<(), FrameError> {
+        let mut partial: u64 = 0;
+        for (i, &b) in varint
+            .iter()
+            .take(parsers::VARINT_MAX_BYTES - 1)
+            .enumerate()
+        {
+            if b & 0x80 == 0 {
+                break;
+            }
+            partial |= u64::from(b & 0x7f) << (7 * i);
+            // A minimal varint's next (last) byte is at least 1.
+            let at_least = (partial + (1u64 << (7 * (i + 1)))) as i64 + self.adjustment;
+            if at_least > self.max_frame_length as i64 {
+                return Err(FrameError::TooLargePrefix {
+                    at_least: at_least as u64,
+                    prefix_bytes: i + 1,
+                    max: self.max_frame_length,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of header the decoder removes from a frame whose header is `header_len` long.
@@ -518,6 +551,49 @@ mod tests {
         let mut out = BytesMut::new();
         f.encode(b"\x07", b"hello", &mut out).unwrap();
         assert_eq!(&out[..], b"\x07\x08\x00hello");
+    }
+
+    #[test]
+    fn a_varint_prefix_that_proves_the_frame_too_large_is_refused_at_once() {
+        // `ff ff ff`: at least 4,194,303 whatever comes next; refused at its third byte, fed
+        // whole or one byte at a time, and nothing is buffered for it.
+        let f = Framing::varint(65_535).unwrap();
+        let expected = FrameError::TooLargePrefix {
+            at_least: 4_194_303,
+            prefix_bytes: 3,
+            max: 65_535,
+        };
+        let mut whole = f.decoder();
+        assert_eq!(
+            whole.decode(&mut buf(b"\xff\xff\xff")),
+            Err(expected.clone())
+        );
+        let mut bytewise = f.decoder();
+        let mut src = BytesMut::new();
+        for (i, b) in [0xffu8, 0xff].iter().enumerate() {
+            src.extend_from_slice(&[*b]);
+            assert_eq!(bytewise.decode(&mut src), Ok(None), "byte {i}");
+        }
+        src.extend_from_slice(&[0xff]);
+        assert_eq!(bytewise.decode(&mut src), Err(expected.clone()));
+        assert!(expected.is_fatal());
+        // `ff ff 03` (65,535) is not refused early; `ff ff 04` (81,919) only once complete.
+        assert_eq!(f.decoder().decode(&mut buf(b"\xff\xff")), Ok(None));
+        assert_eq!(
+            f.decoder().decode(&mut buf(b"\xff\xff\x04")),
+            Err(FrameError::TooLarge {
+                len: 81_919,
+                max: 65_535
+            })
+        );
+        // A skipping decoder needs the exact length: it waits for the whole varint.
+        let skip = Framing::builder()
+            .length_field(LengthField::Varint)
+            .max_frame_length(65_535)
+            .oversize(Oversize::Skip)
+            .build()
+            .unwrap();
+        assert_eq!(skip.decoder().decode(&mut buf(b"\xff\xff\xff")), Ok(None));
     }
 
     #[test]

@@ -84,7 +84,12 @@ fn frame_errors() -> Vec<FrameError> {
             NativeCodec::new(16, Oversize::Skip).unwrap(),
             b"\x11",
         )),
-        frame_err(native(b"\x80\x80\x80\x80\x01")),
+        frame_err(native(b"\xff\xff\xff")),
+        // A skipping decoder reads the whole varint (it needs the exact length to skip).
+        frame_err(decode_err(
+            NativeCodec::new(16, Oversize::Skip).unwrap(),
+            b"\x80\x80\x80\x80\x01",
+        )),
         frame_err(native(b"\x81\x00")),
         u8_minus_2
             .decoder()
@@ -206,6 +211,7 @@ fn error_messages() {
         &[
             "TooLarge",
             "TooLargeSkipped",
+            "TooLargePrefix",
             "VarintTooLong",
             "VarintNotMinimal",
             "NegativeLength",
@@ -258,7 +264,7 @@ fn error_messages() {
 #[test]
 fn fatal_and_recoverable() {
     let fatal: Vec<bool> = frame_errors().iter().map(FrameError::is_fatal).collect();
-    assert_eq!(fatal, [true, false, true, true, true, true]);
+    assert_eq!(fatal, [true, false, true, true, true, true, true]);
     assert!(decode_errors()[0].is_fatal());
     assert!(!decode_errors()[1].is_fatal());
 }

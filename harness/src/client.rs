@@ -165,6 +165,8 @@ pub struct ClientStats {
     pub gate_close: Option<CloseCode>,
     /// Whether the handshake was answered with WELCOME.
     pub welcomed: bool,
+    /// Whether the gate answered this client's CLOSE with its own.
+    pub close_answered: bool,
     /// Closed with requests still outstanding after their answer deadlines had passed (it gave up
     /// waiting: a correct gate never makes a client do that).
     pub gave_up: bool,
@@ -518,6 +520,12 @@ impl SimClient {
                 }
                 Packet::Pong => self.stats.pongs += 1,
                 Packet::Ping => self.send(now, &Packet::Pong),
+                Packet::Close(c)
+                    if self.ending == Ending::Graceful && c.code == CloseCode::Normal =>
+                {
+                    // The gate's answer to our CLOSE (the close handshake).
+                    self.stats.close_answered = true;
+                }
                 Packet::Close(c) => {
                     self.stats.gate_close = Some(c.code);
                     self.finish(now, Ending::Abort);

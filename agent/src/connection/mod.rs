@@ -77,8 +77,12 @@ pub struct Connection<P: Protocol = Native> {
     /// as sent once the driver has written up to its end. Each entry is charged
     /// [`PACKET_OVERHEAD`] bytes against the write queue, so this list is bounded too.
     ends: VecDeque<u64>,
-    /// The peer closed its side (EOF): finish once the calls in flight are answered.
+    /// The peer is done sending: it closed its side (EOF), or said goodbye. Nothing more is read;
+    /// the connection ends once the calls in flight are answered.
     peer_eof: bool,
+    /// The peer said goodbye (the protocol's graceful close): the gate answers what it read, then
+    /// says goodbye too.
+    goodbye: bool,
     session: Option<Arc<Session>>,
     connected: bool,
     disconnect_sent: bool,
@@ -150,6 +154,7 @@ impl<P: Protocol> Connection<P> {
             written_total: 0,
             ends: VecDeque::new(),
             peer_eof: false,
+            goodbye: false,
             session: None,
             connected: false,
             disconnect_sent: false,
@@ -191,7 +196,11 @@ impl<P: Protocol> Connection<P> {
 
     /// Bytes received from the client.
     pub fn handle_input(&mut self, now: Instant, data: BytesMut) {
-        if matches!(self.phase, Phase::Closing { .. } | Phase::Closed) || data.is_empty() {
+        // After the client's goodbye nothing more is read: it was its last packet.
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Closed)
+            || self.goodbye
+            || data.is_empty()
+        {
             return;
         }
         if self.input.is_empty() {
@@ -599,6 +608,7 @@ impl<P: Protocol> Connection<P> {
     /// Decodes and handles events while there is room for back-end calls.
     fn process_input(&mut self, now: Instant) {
         while matches!(self.phase, Phase::Handshake { .. } | Phase::Open)
+            && !self.goodbye
             && self.in_flight.len() < self.config.max_in_flight.max(1)
         {
             let before = self.output.len();
@@ -636,9 +646,18 @@ impl<P: Protocol> Connection<P> {
             match self.phase {
                 // No session was made: nothing to answer, nobody to tell.
                 Phase::Handshake { .. } => self.finish(CloseReason::Eof),
-                // Everything received is handled: flush what is queued, then end.
+                // Everything read is answered: say goodbye back if the peer did, flush what is
+                // queued, then end.
                 Phase::Open if self.in_flight.is_empty() => {
-                    self.close_with(now, CloseReason::Eof, None)
+                    if self.goodbye {
+                        self.close_with(
+                            now,
+                            CloseReason::ClientClosed,
+                            Some((CloseCode::Normal, "bye".into())),
+                        )
+                    } else {
+                        self.close_with(now, CloseReason::Eof, None)
+                    }
                 }
                 _ => {}
             }
@@ -681,7 +700,13 @@ impl<P: Protocol> Connection<P> {
                 self.queued(before);
             }
             (Phase::Open, Event::Activity) => {}
-            (Phase::Open, Event::Goodbye) => self.finish(CloseReason::ClientClosed),
+            (Phase::Open, Event::Goodbye) => {
+                // The last packet the client sends: what it sent before is answered, whatever
+                // follows is not read.
+                self.goodbye = true;
+                self.peer_eof = true;
+                self.input = BytesMut::new();
+            }
             (Phase::Open, hello @ Event::Hello(_)) => {
                 let msg = format!(
                     "a second {} after the session opened",

@@ -193,12 +193,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         assert_eq!(self.recv().await, Some(Packet::Pong));
     }
 
+    /// Sends CLOSE, and reads the gate's CLOSE `normal` in reply (the close handshake: the gate
+    /// answers what it read first, then says goodbye).
     pub async fn close(&mut self) {
         self.send(Packet::Close(Close {
             code: CloseCode::Normal,
             reason: Text::from("bye"),
         }))
         .await;
+        assert_eq!(
+            self.recv().await,
+            Some(Packet::Close(Close {
+                code: CloseCode::Normal,
+                reason: Text::from("bye"),
+            })),
+            "the gate's CLOSE in reply"
+        );
     }
 }
 
