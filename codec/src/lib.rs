@@ -51,6 +51,7 @@ mod error;
 pub mod framing;
 pub mod native;
 pub mod parsers;
+pub mod pomelo;
 #[cfg(feature = "tokio")]
 pub mod tokio_codec;
 

@@ -61,12 +61,20 @@ fn files_with_ext(dir: &Path, ext: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The fuzz targets (`fuzz/Cargo.toml`); a regression's name starts with one of them and `-`.
-const FUZZ_TARGETS: [&str; 3] = ["native_decode", "native_roundtrip", "framing"];
+const FUZZ_TARGETS: [&str; 5] = [
+    "native_decode",
+    "native_roundtrip",
+    "framing",
+    "pomelo_decode",
+    "pomelo_roundtrip",
+];
 
 /// What the replay may find under `corpus/`; anything else is refused, not skipped.
 const CORPUS_RULES: &str = "allowed under corpus/: README.md (in any of its folders), \
     native/golden/<name>.bin, native/malformed/<name>.bin with its <name>.err (both or neither), \
-    regressions/<target>-<name>.bin with <target> one of native_decode, native_roundtrip, framing";
+    pomelo/golden/<name>.bin with its <name>.json (both or neither), \
+    regressions/<target>-<name>.bin with <target> one of native_decode, native_roundtrip, framing, \
+    pomelo_decode, pomelo_roundtrip";
 
 /// The files of a corpus directory, by kind, each list sorted.
 #[derive(Debug, Default)]
@@ -75,6 +83,9 @@ struct Corpus {
     /// The `.bin` of each malformed pair.
     malformed: Vec<PathBuf>,
     regressions: Vec<PathBuf>,
+    /// The `.bin` of each pomelo golden pair (written by `peers/pomelo/golden.js`; their
+    /// contents are checked by `pomelo_peers.rs`).
+    pomelo: Vec<PathBuf>,
 }
 
 impl Corpus {
@@ -84,6 +95,7 @@ impl Corpus {
             .iter()
             .chain(&self.malformed)
             .chain(&self.regressions)
+            .chain(&self.pomelo)
     }
 }
 
@@ -108,6 +120,7 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
 
     let mut corpus = Corpus::default();
     let mut malformed_err = Vec::new();
+    let mut pomelo_json = Vec::new();
     let mut problems = Vec::new();
     for (rel, is_dir) in entries {
         let Some(text) = rel.to_str() else {
@@ -116,7 +129,12 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
         };
         let parts: Vec<&str> = text.split(std::path::MAIN_SEPARATOR).collect();
         let ok = match (is_dir, parts.as_slice()) {
-            (true, ["native" | "regressions"] | ["native", "golden" | "malformed"]) => true,
+            (
+                true,
+                ["native" | "regressions" | "pomelo"]
+                | ["native", "golden" | "malformed"]
+                | ["pomelo", "golden"],
+            ) => true,
             (true, _) => false,
             (false, [.., "README.md"]) => true,
             (false, ["native", "golden", f]) if is_named(f, ".bin") => {
@@ -129,6 +147,14 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
             }
             (false, ["native", "malformed", f]) if is_named(f, ".err") => {
                 malformed_err.push(dir.join(&rel));
+                true
+            }
+            (false, ["pomelo", "golden", f]) if is_named(f, ".bin") => {
+                corpus.pomelo.push(dir.join(&rel));
+                true
+            }
+            (false, ["pomelo", "golden", f]) if is_named(f, ".json") => {
+                pomelo_json.push(dir.join(&rel));
                 true
             }
             (false, ["regressions", f]) if is_regression(f) => {
@@ -160,6 +186,20 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
     for stem in errs.iter().filter(|s| !bins.contains(s)) {
         problems.push(format!(
             "{}.err: expected error without its .bin ({CORPUS_RULES})",
+            stem.display()
+        ));
+    }
+    let bins: Vec<PathBuf> = corpus.pomelo.iter().map(|p| p.with_extension("")).collect();
+    let jsons: Vec<PathBuf> = pomelo_json.iter().map(|p| p.with_extension("")).collect();
+    for stem in bins.iter().filter(|s| !jsons.contains(s)) {
+        problems.push(format!(
+            "{}.bin: pomelo golden vector without its .json ({CORPUS_RULES})",
+            stem.display()
+        ));
+    }
+    for stem in jsons.iter().filter(|s| !bins.contains(s)) {
+        problems.push(format!(
+            "{}.json: pomelo golden description without its .bin ({CORPUS_RULES})",
             stem.display()
         ));
     }
@@ -271,6 +311,7 @@ fn corpus_replays_whole_and_bytewise() {
         let data = fs::read(path).unwrap();
         let replay = catch_unwind(AssertUnwindSafe(|| {
             fuzz_checks::native_decode(&data);
+            fuzz_checks::pomelo::pomelo_decode(&data);
             for oversize in [Oversize::Fail, Oversize::Skip] {
                 let whole = fuzz_checks::decode_all(&data, data.len().max(1), oversize);
                 let bytewise = fuzz_checks::decode_all(&data, 1, oversize);
@@ -335,7 +376,11 @@ fn classifier_refuses_what_it_cannot_classify() {
     let malformed = tmp.write("native/malformed/empty_frame.bin", &[0]);
     tmp.write("native/malformed/empty_frame.err", b"empty frame");
     let regression = tmp.write("regressions/framing-varint.bin", &[0]);
+    let pomelo = tmp.write("pomelo/golden/heartbeat.bin", &[3, 0, 0, 0]);
+    tmp.write("pomelo/golden/heartbeat.json", b"{}");
+    tmp.write("pomelo/README.md", b"");
     let corpus = classify_corpus(&tmp.0).expect("a valid corpus");
+    assert_eq!(corpus.pomelo, [pomelo]);
     assert_eq!(corpus.golden, [golden]);
     assert_eq!(corpus.malformed, [malformed]);
     assert_eq!(corpus.regressions, [regression]);
@@ -351,6 +396,9 @@ fn classifier_refuses_what_it_cannot_classify() {
         "native/golden/README.txt",
         "native/other/ping.bin",
         "native/ping.bin",
+        "pomelo/heartbeat.bin",
+        "pomelo/other/heartbeat.bin",
+        "pomelo/golden/heartbeat.err",
         "stray.bin",
     ] {
         let path = tmp.write(bad, &[0]);
@@ -373,6 +421,8 @@ fn classifier_refuses_what_it_cannot_classify() {
     for (bad, partner_missing) in [
         ("native/malformed/lonely.bin", ".err"),
         ("native/malformed/lonely.err", ".bin"),
+        ("pomelo/golden/lonely.bin", ".json"),
+        ("pomelo/golden/lonely.json", ".bin"),
     ] {
         let path = tmp.write(bad, &[0]);
         let problems = classify_corpus(&tmp.0).expect_err(bad);
@@ -401,6 +451,13 @@ fn replay_typed_regression(path: &Path, data: &[u8]) {
     } else if name.starts_with("native_roundtrip-") {
         if let Ok(packet) = Packet::arbitrary_take_rest(Unstructured::new(data)) {
             fuzz_checks::native_roundtrip(&packet);
+        }
+    } else if name.starts_with("pomelo_roundtrip-") {
+        use gatekit_codec::pomelo::{Message, Package};
+        if let Ok((package, message)) =
+            <(Package, Message)>::arbitrary_take_rest(Unstructured::new(data))
+        {
+            fuzz_checks::pomelo::pomelo_roundtrip(&package, &message);
         }
     }
 }
@@ -760,9 +817,23 @@ fn malformed_cases() -> Vec<(&'static str, Vec<u8>, DecodeError)> {
             }),
         ),
         (
-            "varint_too_long",
+            // Refused at its third byte: the prefix already means at least 2 MiB.
+            "varint_prefix_proves_too_large",
             vec![0x80, 0x80, 0x80, 0x80, 0x01, 0x07],
-            frame_error(FrameError::VarintTooLong { max_bytes: 4 }),
+            frame_error(FrameError::TooLargePrefix {
+                at_least: 2_097_152,
+                prefix_bytes: 3,
+                max: 65_535,
+            }),
+        ),
+        (
+            "length_prefix_ff_ff_ff",
+            vec![0xff, 0xff, 0xff],
+            frame_error(FrameError::TooLargePrefix {
+                at_least: 4_194_303,
+                prefix_bytes: 3,
+                max: 65_535,
+            }),
         ),
         (
             "varint_not_minimal",

@@ -4,6 +4,9 @@
 //!
 //! Each check panics when a property breaks; libFuzzer reports the panic as a crash.
 
+/// The pomelo profile's checks (targets `pomelo_decode`, `pomelo_roundtrip`).
+pub mod pomelo;
+
 use bytes::BytesMut;
 use gatekit_codec::framing::MAX_LENGTH_FIELD_OFFSET;
 use gatekit_codec::{DecodeError, FramingBuilder, NativeCodec, Oversize, Packet};
