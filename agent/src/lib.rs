@@ -29,6 +29,7 @@ pub mod faults;
 pub mod gate;
 pub mod handle;
 pub mod native;
+pub mod pomelo;
 pub mod protocol;
 mod read_scratch;
 pub mod registration;
@@ -47,6 +48,7 @@ pub use gate::{
 };
 pub use handle::{AgentHandle, Command, Commands, HandleError};
 pub use native::Native;
+pub use pomelo::Pomelo;
 pub use protocol::Protocol;
 pub use registration::Registration;
 pub use services::{
