@@ -23,6 +23,7 @@ pub mod control;
 pub mod fake_backend;
 pub mod hold;
 pub mod invariants;
+pub mod listen;
 pub mod procfs;
 pub mod recorder;
 pub mod report;

@@ -108,6 +108,9 @@ pub enum GateEvent {
         /// The control endpoint's bound address, if there is one.
         #[serde(default)]
         control: Option<SocketAddr>,
+        /// Every listener, with its bound address.
+        #[serde(default)]
+        listeners: Vec<crate::listen::Listener>,
     },
     /// Counts, every `--status-every`.
     Status(GateStatus),
@@ -125,8 +128,8 @@ pub enum GateEvent {
 /// Options of `gatekit serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Address to listen on (loopback).
-    pub addr: SocketAddr,
+    /// Where to listen and with which protocol (loopback); the first one is the `addr` reported.
+    pub listeners: Vec<crate::listen::Listener>,
     /// Share the port with other processes (SO_REUSEPORT).
     pub reuse_port: bool,
     /// Stop after this long.
@@ -185,7 +188,12 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
 /// Runs the gate until the duration ends, Ctrl-C, or (with `stdin_control`) standard input closes;
 /// reports through `report`.
 pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Result<(), String> {
-    crate::tcp::require_loopback(&opts.addr)?;
+    if opts.listeners.is_empty() {
+        return Err("no listener: give --addr or --listen".into());
+    }
+    for l in &opts.listeners {
+        crate::tcp::require_loopback(&l.addr)?;
+    }
     if let Some(c) = &opts.control {
         crate::tcp::require_loopback(c)?;
     }
@@ -226,9 +234,18 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
         .max_connections(opts.max_connections)
         .build();
     let tally: &Tally = control.as_ref().map_or(&plain, |c| &c.tally);
-    let listener =
-        listener(opts.addr, opts.reuse_port).map_err(|e| format!("{}: {e}", opts.addr))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut bound = Vec::new();
+    let mut sockets = Vec::new();
+    for l in &opts.listeners {
+        let socket = listener(l.addr, opts.reuse_port).map_err(|e| format!("{l}: {e}"))?;
+        let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        bound.push(crate::listen::Listener {
+            protocol: l.protocol,
+            addr,
+        });
+        sockets.push((socket, l.protocol));
+    }
+    let local = bound[0].addr;
     let mut control_addr = None;
     let control_task = match (&control, opts.control) {
         (Some(c), Some(addr)) => {
@@ -252,12 +269,16 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             opts.scenario.body_size,
         ))
     });
-    let accept = gate.serve(listener);
+    let accepts: Vec<_> = sockets
+        .into_iter()
+        .map(|(socket, protocol)| gate.serve_with(socket, protocol.factory()))
+        .collect();
     report(&GateEvent::Listening {
         addr: local,
         pid: std::process::id(),
         open_file_limit: procfs::open_file_limit().map(|l| l.0),
         control: control_addr,
+        listeners: bound,
     });
     let end = tokio::time::Instant::now() + opts.duration;
     let mut tick = tokio::time::interval(opts.status_every);
@@ -295,7 +316,9 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
         p.abort();
     }
     let r = gate.shutdown(Duration::from_secs(5)).await;
-    accept.abort();
+    for a in accepts {
+        a.abort();
+    }
     if let Some(c) = control_task {
         c.abort();
     }
@@ -338,10 +361,17 @@ async fn push_loop(
 pub fn describe(event: &GateEvent) -> String {
     match event {
         GateEvent::Listening {
-            addr, pid, control, ..
+            pid,
+            control,
+            listeners,
+            ..
         } => {
             let control = control.map_or(String::new(), |c| format!("; control endpoint {c}"));
-            format!("gatekit gate on {addr} (pid {pid}; fake back-end module \"echo\"{control})")
+            let on: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
+            format!(
+                "gatekit gate on {} (pid {pid}; fake back-end module \"echo\"{control})",
+                on.join(", ")
+            )
         }
         GateEvent::Status(s) => format!(
             "connections {} · sessions {} · accepted {} · refused {} · connects {} · disconnects {} · rss {} KiB",

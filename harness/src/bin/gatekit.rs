@@ -98,9 +98,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on (loopback).
+    /// Address to listen on for the native protocol (loopback); ignored when --listen is given.
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: SocketAddr,
+    /// A listener, `protocol+transport://address` (repeatable): native+tcp://127.0.0.1:7000,
+    /// pomelo+tcp://127.0.0.1:3010. Every listener shares the back ends, learner, store and
+    /// sessions.
+    #[arg(long = "listen")]
+    listen: Vec<gatekit_harness::listen::Listener>,
     /// Share the port with other `gatekit serve` processes (SO_REUSEPORT).
     #[arg(long)]
     reuse_port: bool,
@@ -417,8 +422,16 @@ fn runtime_with(
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     let scenario = scenario::builtin(&args.scenario)
         .ok_or_else(|| format!("no built-in scenario {:?}", args.scenario))?;
+    let listeners = if args.listen.is_empty() {
+        vec![gatekit_harness::listen::Listener {
+            protocol: gatekit_harness::listen::WireProtocol::Native,
+            addr: args.addr,
+        }]
+    } else {
+        args.listen
+    };
     let opts = gatekit_harness::serve::ServeOptions {
-        addr: args.addr,
+        listeners,
         reuse_port: args.reuse_port,
         duration: args.duration.0,
         scenario,

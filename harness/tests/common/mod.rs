@@ -218,3 +218,38 @@ impl Drop for Serve {
         }
     }
 }
+
+/// Whether a real peer a test needs is here: `ready` says so. If it is not, prints
+/// `skipped: <test>: <why>` to stderr and returns false — or, with `GATEKIT_REQUIRE_PEERS=1` (as
+/// `.ci/run` sets it after installing every peer), fails the test.
+pub fn peer_ready(test: &str, ready: Result<(), String>) -> bool {
+    match ready {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var_os("GATEKIT_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+                panic!("{test}: a required peer is missing: {why}");
+            }
+            eprintln!("skipped: {test}: {why}");
+            false
+        }
+    }
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether `program --version` runs.
+pub fn have_program(program: &str) -> Result<(), String> {
+    match Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{program} --version` exited with {s}")),
+        Err(e) => Err(format!("`{program}` is not installed ({e})")),
+    }
+}
