@@ -99,26 +99,21 @@ impl Pomelo {
             .map_err(|e| format!("route {name:?}: {e}"))
     }
 
-    fn data(&self, body: Bytes) -> Event<MessageId> {
-        let message = match Message::decode(body) {
-            Ok(m) => m,
-            Err(e) => return Pomelo::protocol_error(e.to_string()),
-        };
-        match message.kind {
-            MessageKind::Request { id, ref route } => match self.gate_route(route) {
-                Ok(route) => Event::Request {
-                    reply: id,
-                    route,
-                    body: message.body,
-                },
-                Err(e) => Pomelo::protocol_error(e),
+    /// A data package: a message that does not decode, or whose route is not valid, is input that
+    /// cannot be decoded (as in the native protocol); a valid message the gate does not take from
+    /// clients is an invalid packet.
+    fn data(&self, body: Bytes) -> Result<Event<MessageId>, Violation> {
+        let bad = |e: String| Violation::new(CloseCode::ProtocolError, e);
+        let message = Message::decode(body).map_err(|e| bad(e.to_string()))?;
+        Ok(match message.kind {
+            MessageKind::Request { id, ref route } => Event::Request {
+                reply: id,
+                route: self.gate_route(route).map_err(bad)?,
+                body: message.body,
             },
-            MessageKind::Notify { ref route } => match self.gate_route(route) {
-                Ok(route) => Event::Notify {
-                    route,
-                    body: message.body,
-                },
-                Err(e) => Pomelo::protocol_error(e),
+            MessageKind::Notify { ref route } => Event::Notify {
+                route: self.gate_route(route).map_err(bad)?,
+                body: message.body,
             },
             MessageKind::Response { .. } => {
                 Pomelo::protocol_error("a response is sent by the gate, not by clients")
@@ -126,7 +121,7 @@ impl Pomelo {
             MessageKind::Push { .. } => {
                 Pomelo::protocol_error("a push is sent by the gate, not by clients")
             }
-        }
+        })
     }
 
     fn package(
@@ -214,7 +209,7 @@ impl Protocol for Pomelo {
                 other.package_type()
             )),
             (Stage::Open, Package::Heartbeat) => Event::Ping,
-            (Stage::Open, Package::Data(body)) => self.data(body),
+            (Stage::Open, Package::Data(body)) => self.data(body)?,
             (Stage::Open, Package::Handshake(_)) => Event::Hello(Hello::default()),
             (Stage::Open, other) => Pomelo::protocol_error(format!(
                 "a {:?} package is not sent by clients here",

@@ -2,12 +2,10 @@
 //! virtual clock or by a tokio task over a real socket. Each client has its own seeded randomness.
 
 use crate::answer_deadline::AnswerDeadlines;
+use crate::client_wire::{ClientPacket, ClientWire, Garbage, GateEvent};
 use crate::scenario::{Mix, Scenario};
 use bytes::{BufMut, Bytes, BytesMut};
-use gatekit_codec::{
-    Close, CloseCode, Handshake, MessageId, NativeCodec, Notify, Packet, Request, Route, Status,
-    Text, PROTOCOL_VERSION,
-};
+use gatekit_codec::{CloseCode, Status};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -84,8 +82,7 @@ impl Behavior {
     }
 }
 
-/// The route every request goes to: the fake back end echoes.
-pub const ECHO_ROUTE: &str = "echo/say";
+pub use crate::client_wire::ECHO_ROUTE;
 
 /// Time between two bytes of a dribbling client (shorter for a packet that would otherwise take
 /// longer than half the gate's idle timeout).
@@ -208,10 +205,10 @@ enum Sent {
 }
 
 impl Sent {
-    fn of(packet: &Packet) -> Sent {
+    fn of(packet: &ClientPacket<'_>) -> Sent {
         match packet {
-            Packet::Request(r) => Sent::Request(r.id().get()),
-            Packet::Notify(_) => Sent::Notify,
+            ClientPacket::Request { id, .. } => Sent::Request(*id),
+            ClientPacket::Notify { .. } => Sent::Notify,
             _ => Sent::Other,
         }
     }
@@ -230,7 +227,7 @@ pub struct SimClient {
     rng: StdRng,
     phase: Phase,
     ending: Ending,
-    codec: NativeCodec,
+    wire: Box<dyn ClientWire>,
     input: BytesMut,
     output: BytesMut,
     dribble: BytesMut,
@@ -301,7 +298,7 @@ impl SimClient {
             rng,
             phase: Phase::Handshaking,
             ending: Ending::Running,
-            codec: NativeCodec::default(),
+            wire: crate::client_wire::wire(scenario.protocol),
             input: BytesMut::new(),
             output: BytesMut::new(),
             dribble: BytesMut::new(),
@@ -337,13 +334,12 @@ impl SimClient {
             track_activity: scenario.bind_users,
         };
         if behavior != Behavior::Slowloris {
+            let token = format!("client-{index}");
             c.send(
                 now,
-                &Packet::Handshake(Handshake {
-                    version: PROTOCOL_VERSION,
-                    heartbeat_secs: 0,
-                    token: Bytes::from(format!("client-{index}")),
-                }),
+                ClientPacket::Hello {
+                    token: token.as_bytes(),
+                },
             );
         }
         c
@@ -363,26 +359,35 @@ impl SimClient {
         self.answer_slack = slack;
     }
 
-    fn send(&mut self, now: Instant, packet: &Packet) {
-        let sent = Sent::of(packet);
+    fn send(&mut self, now: Instant, packet: ClientPacket<'_>) {
+        let sent = Sent::of(&packet);
+        if matches!(packet, ClientPacket::Ack) && !self.wire.acks_welcome()
+            || matches!(packet, ClientPacket::Goodbye) && !self.wire.has_goodbye()
+        {
+            return; // the protocol has no such packet
+        }
         if self.behavior == Behavior::Dribble && !self.behavior_flushed {
             // The packet is sent (and counts as activity) when its last byte is dribbled out.
-            self.codec
-                .encode(packet, &mut self.dribble)
-                .expect("client packets are within limits");
+            let was_empty = self.dribble.is_empty();
+            self.wire.encode(packet, &mut self.dribble);
             self.stats.packets_sent += 1;
             self.last_sent = now;
             self.dribble_marks
                 .push_back((self.dribbled + self.dribble.len() as u64, sent));
             // A client may send slowly, but each packet must arrive within the idle timeout (half
             // of it, to spare): only complete packets are activity.
+            // The pace only quickens while bytes are queued: slowing down for a packet queued
+            // behind one half sent would stretch that one past the budget.
             let budget = self.idle_timeout / 2;
-            self.dribble_step = DRIBBLE_STEP.min(budget / self.dribble.len().max(1) as u32);
+            let pace = if was_empty {
+                DRIBBLE_STEP
+            } else {
+                self.dribble_step
+            };
+            self.dribble_step = pace.min(budget / self.dribble.len().max(1) as u32);
             return;
         }
-        self.codec
-            .encode(packet, &mut self.output)
-            .expect("client packets are within limits");
+        self.wire.encode(packet, &mut self.output);
         self.stats.packets_sent += 1;
         self.last_sent = now;
         self.fully_sent(now, sent);
@@ -437,6 +442,11 @@ impl SimClient {
         self.ended_at
     }
 
+    /// Whether the client's protocol has a goodbye packet (else it ends by closing its side).
+    pub fn has_goodbye(&self) -> bool {
+        self.wire.has_goodbye()
+    }
+
     /// Whether the client reads everything the gate sends it (a slow consumer stops after
     /// WELCOME).
     pub fn reads_everything(&self) -> bool {
@@ -471,12 +481,12 @@ impl SimClient {
     pub fn handle_input(&mut self, now: Instant, data: &[u8], latency_us: &mut Histogram<u64>) {
         self.input.extend_from_slice(data);
         loop {
-            let packet = match self.codec.decode(&mut self.input) {
-                Ok(Some(p)) => p,
+            let event = match self.wire.decode(&mut self.input) {
+                Ok(Some(e)) => e,
                 Ok(None) => break,
-                Err(e) => {
+                Err((_, fatal)) => {
                     self.stats.decode_errors += 1;
-                    if e.is_fatal() {
+                    if fatal {
                         self.input.clear();
                         break;
                     }
@@ -484,22 +494,22 @@ impl SimClient {
                 }
             };
             self.stats.packets_received += 1;
-            match packet {
-                Packet::Welcome(w) => {
+            match event {
+                GateEvent::Welcome { session_id } => {
                     self.stats.welcomed = true;
-                    self.session_id = Some(w.session_id.as_str().to_owned());
+                    self.session_id = session_id;
                     if self.phase == Phase::Handshaking {
                         self.phase = Phase::Open;
+                        self.send(now, ClientPacket::Ack);
                     }
                 }
-                Packet::Response(r) => {
-                    let id = r.id.get();
+                GateEvent::Response { id, status, body } => {
                     match self.outstanding.remove(&id) {
                         None => self.stats.unexpected_responses += 1,
                         Some(o) => {
                             let us = now.saturating_duration_since(o.sent).as_micros() as u64;
                             let _ = latency_us.record(us.max(1));
-                            if r.status == Status::Ok && r.body != self.body_for(id) {
+                            if status == Status::Ok && body != self.body_for(id) {
                                 self.stats.wrong_bodies += 1;
                             }
                             if o.due.is_some_and(|d| now > d + self.answer_slack) {
@@ -512,27 +522,25 @@ impl SimClient {
                             self.highest_answered = self.highest_answered.max(id);
                         }
                     }
-                    *self.stats.responses.entry(r.status.name()).or_default() += 1;
+                    *self.stats.responses.entry(status.name()).or_default() += 1;
                 }
-                Packet::Push(p) => {
+                GateEvent::Push { body } => {
                     self.stats.pushes += 1;
-                    self.stats.push_seqs.push(push_seq(p.body()));
+                    self.stats.push_seqs.push(push_seq(&body));
                 }
-                Packet::Pong => self.stats.pongs += 1,
-                Packet::Ping => self.send(now, &Packet::Pong),
-                Packet::Close(c)
-                    if self.ending == Ending::Graceful && c.code == CloseCode::Normal =>
+                GateEvent::Pong => self.stats.pongs += 1,
+                GateEvent::Ping => self.send(now, ClientPacket::Pong),
+                GateEvent::Close { code }
+                    if self.ending == Ending::Graceful && code == CloseCode::Normal =>
                 {
-                    // The gate's answer to our CLOSE (the close handshake).
+                    // The gate's answer to our goodbye (the close handshake).
                     self.stats.close_answered = true;
                 }
-                Packet::Close(c) => {
-                    self.stats.gate_close = Some(c.code);
+                GateEvent::Close { code } => {
+                    self.stats.gate_close = Some(code);
                     self.finish(now, Ending::Abort);
                 }
-                Packet::Handshake(_) | Packet::Request(_) | Packet::Notify(_) => {
-                    self.stats.decode_errors += 1;
-                }
+                GateEvent::Unexpected => self.stats.decode_errors += 1,
             }
         }
         if self.waiting_close {
@@ -615,8 +623,12 @@ impl SimClient {
             if now >= d {
                 if self.behavior == Behavior::DropMidFrame && self.phase == Phase::Open {
                     let mut frame = BytesMut::new();
-                    let req = self.request(self.next_id);
-                    self.codec.encode(&req, &mut frame).expect("within limits");
+                    let body = self.body_for(self.next_id);
+                    let req = ClientPacket::Request {
+                        id: self.next_id,
+                        body: &body,
+                    };
+                    self.wire.encode(req, &mut frame);
                     let half = frame.len() / 2;
                     self.output.extend_from_slice(&frame[..half]);
                 }
@@ -631,7 +643,7 @@ impl SimClient {
                 && now >= self.last_sent + self.ping_interval
             {
                 self.stats.pings += 1;
-                self.send(now, &Packet::Ping);
+                self.send(now, ClientPacket::Ping);
             }
             return;
         }
@@ -671,7 +683,7 @@ impl SimClient {
         }
         if now >= self.last_sent + self.ping_interval {
             self.stats.pings += 1;
-            self.send(now, &Packet::Ping);
+            self.send(now, ClientPacket::Ping);
         }
     }
 
@@ -696,11 +708,8 @@ impl SimClient {
                 self.dribbled += rest.len() as u64;
                 self.note_dribbled(now);
                 self.behavior_flushed = true;
-                let bye = Packet::Close(Close {
-                    code: CloseCode::Normal,
-                    reason: Text::from_static("bye"),
-                });
-                self.send(now, &bye);
+                // The protocol's goodbye, if it has one; else the client just closes its side.
+                self.send(now, ClientPacket::Goodbye);
                 self.finish(now, Ending::Graceful);
             } else {
                 self.finish(now, Ending::Abort);
@@ -710,24 +719,13 @@ impl SimClient {
         }
     }
 
-    fn request(&self, id: u32) -> Packet {
-        Packet::Request(Request::new(
-            MessageId::new(id).expect("ids start at 1"),
-            Route::from_static(ECHO_ROUTE),
-            self.body_for(id),
-        ))
-    }
-
     fn send_message(&mut self, now: Instant) {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         if self.rng.random::<f64>() < self.notify_ratio {
             self.stats.notifies += 1;
-            let notify = Packet::Notify(Notify::new(
-                Route::from_static(ECHO_ROUTE),
-                self.body_for(id),
-            ));
-            self.send(now, &notify);
+            let body = self.body_for(id);
+            self.send(now, ClientPacket::Notify { body: &body });
         } else {
             self.stats.requests += 1;
             self.outstanding.insert(
@@ -737,37 +735,24 @@ impl SimClient {
                     due: None,
                 },
             );
-            let req = self.request(id);
-            self.send(now, &req);
+            let body = self.body_for(id);
+            self.send(now, ClientPacket::Request { id, body: &body });
         }
     }
 
     fn send_garbage(&mut self) {
-        let bytes: Vec<u8> = match self.behavior {
-            Behavior::GarbageOversize => vec![0xff, 0xff, 0xff, 0x7f, 0x03],
-            Behavior::GarbageRoute => {
-                // A REQUEST whose route has no '/': framed correctly, invalid inside.
-                let route = b"noslash";
-                let mut f = vec![
-                    (1 + 4 + 1 + route.len()) as u8,
-                    0x03,
-                    0,
-                    0,
-                    0,
-                    1,
-                    route.len() as u8,
-                ];
-                f.extend_from_slice(route);
-                f
-            }
-            _ => {
-                // Random bytes starting with a frame that cannot be a valid packet kind.
-                let mut v = vec![0x05, 0xee];
-                let n = self.rng.random_range(8..64);
-                v.extend((0..n).map(|_| self.rng.random::<u8>()));
-                v
-            }
+        let kind = match self.behavior {
+            Behavior::GarbageOversize => Garbage::Oversize,
+            Behavior::GarbageRoute => Garbage::Route,
+            _ => Garbage::Bytes,
         };
+        let random: Vec<u8> = if kind == Garbage::Bytes {
+            let n = self.rng.random_range(8..64);
+            (0..n).map(|_| self.rng.random::<u8>()).collect()
+        } else {
+            Vec::new()
+        };
+        let bytes = self.wire.garbage(kind, &random);
         self.stats.garbage_bytes += bytes.len() as u64;
         self.output.extend_from_slice(&bytes);
     }

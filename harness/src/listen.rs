@@ -30,6 +30,15 @@ impl WireProtocol {
         }
     }
 
+    /// Whether a client can say goodbye (native CLOSE); where it cannot (pomelo), a graceful
+    /// client closes its side and the connection ends `eof`.
+    pub fn has_goodbye(self) -> bool {
+        match self {
+            WireProtocol::Native => true,
+            WireProtocol::Pomelo => false,
+        }
+    }
+
     /// The agent factory that serves it.
     pub fn factory(self) -> Arc<dyn AgentFactory> {
         match self {

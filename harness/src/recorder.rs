@@ -29,6 +29,9 @@ pub struct SessionLog {
 pub struct Recorder {
     /// The logs.
     pub sessions: BTreeMap<String, SessionLog>,
+    /// Session ids by the peer address the gate saw (for protocols whose welcome carries no
+    /// session id, such as pomelo's).
+    pub peers: BTreeMap<String, String>,
     /// Learner calls that double-counted on purpose (test hook: see [`Recorder::double_count`]).
     pub double_count: bool,
 }
@@ -36,6 +39,8 @@ pub struct Recorder {
 impl Recorder {
     /// Records a connect.
     pub fn connect(&mut self, session: &Session, now: Instant) {
+        self.peers
+            .insert(session.peer.clone(), session.session_id.clone());
         let log = self.sessions.entry(session.session_id.clone()).or_default();
         log.connects += 1;
         log.connect_at.get_or_insert(now);

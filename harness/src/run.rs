@@ -40,6 +40,8 @@ pub struct ConnRecord {
     pub client_ended_at: Option<Instant>,
     /// Whether the client read everything the gate sent (a slow consumer does not).
     pub reads_everything: bool,
+    /// Whether the client ended gracefully (its goodbye, or its side closed after every answer).
+    pub graceful: bool,
     /// The pushes the gate accepted for this session, by number, with when (`None`: not known,
     /// an external gate).
     pub pushes_accepted: Option<Vec<(u64, Instant)>>,

@@ -192,6 +192,8 @@ pub struct Scenario {
     pub description: String,
     /// Sim or TCP.
     pub mode: Mode,
+    /// The wire protocol the clients (and the gate) speak.
+    pub protocol: crate::listen::WireProtocol,
     /// Simulated clients.
     pub clients: usize,
     /// How long clients send (they then close; the run ends when every connection has).
@@ -230,6 +232,7 @@ impl Default for Scenario {
             name: "custom".into(),
             description: String::new(),
             mode: Mode::Sim,
+            protocol: crate::listen::WireProtocol::Native,
             clients: 100,
             duration: Dur::secs(10),
             ramp_up: Dur::secs(1),

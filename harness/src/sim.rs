@@ -4,11 +4,15 @@
 
 use crate::client::{push_body, Ending, SimClient};
 use crate::fake_backend::{sample, Outcome, INJECTED_ERROR};
+use crate::listen::WireProtocol;
 use crate::recorder::Recorder;
 use crate::run::{ConnRecord, GateSide, RunData};
 use crate::scenario::{Mode, Scenario};
 use bytes::{Bytes, BytesMut};
-use gatekit_agent::{Action, AgentConfig, CallId, CallResult, ConnInfo, Connection};
+use gatekit_agent::{
+    Action, AgentConfig, CallId, CallResult, ConnInfo, Connection, Counters, Native, Pomelo,
+    Protocol,
+};
 use gatekit_codec::Topic;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
@@ -49,9 +53,9 @@ enum Event {
     PushTick(usize),
 }
 
-struct Pair {
+struct Pair<P: Protocol> {
     client: SimClient,
-    agent: Connection,
+    agent: Connection<P>,
     /// Client → agent bytes the agent has not read yet.
     c2a: BytesMut,
     /// Agent → client bytes written to the socket but not read by the client.
@@ -97,7 +101,19 @@ pub fn run(scenario: &Scenario, progress: impl FnMut(Instant, usize, usize)) -> 
 pub fn run_with(
     scenario: &Scenario,
     sabotage: Sabotage,
+    progress: impl FnMut(Instant, usize, usize),
+) -> RunData {
+    match scenario.protocol {
+        WireProtocol::Native => run_protocol(scenario, sabotage, progress, Native::new),
+        WireProtocol::Pomelo => run_protocol(scenario, sabotage, progress, Pomelo::new),
+    }
+}
+
+fn run_protocol<P: Protocol>(
+    scenario: &Scenario,
+    sabotage: Sabotage,
     mut progress: impl FnMut(Instant, usize, usize),
+    make: fn(&AgentConfig) -> P,
 ) -> RunData {
     let wall = Instant::now();
     let base = Instant::now();
@@ -111,7 +127,7 @@ pub fn run_with(
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     let send_end = base + scenario.ramp_up.0 + scenario.duration.0;
     let drain = drain_limit(scenario);
-    let mut pairs: Vec<Option<Pair>> = (0..scenario.clients).map(|_| None).collect();
+    let mut pairs: Vec<Option<Pair<P>>> = (0..scenario.clients).map(|_| None).collect();
     let mut records: Vec<Option<ConnRecord>> = (0..scenario.clients).map(|_| None).collect();
     let mut heap: BinaryHeap<Reverse<(Instant, u64, Event)>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -175,7 +191,13 @@ pub fn run_with(
                     network: "sim".into(),
                     peer: format!("sim-client-{i}"),
                 };
-                let agent = Connection::new(config.clone(), info, now);
+                let agent = Connection::with_protocol(
+                    make(&config),
+                    config.clone(),
+                    info,
+                    now,
+                    Arc::new(Counters::default()),
+                );
                 pairs[i] = Some(Pair {
                     client,
                     agent,
@@ -343,7 +365,7 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
+fn record<P: Protocol>(mut p: Pair<P>, sabotage: &Sabotage) -> ConnRecord {
     let stats = p.client.finalize();
     ConnRecord {
         index: p.client.index,
@@ -363,6 +385,7 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
         closing_at: p.agent.closing_at(),
         client_ended_at: p.client.ended_at(),
         reads_everything: p.client.reads_everything(),
+        graceful: p.client.ending() == Ending::Graceful,
         pushes_accepted: Some(p.pushes_accepted),
         stats,
         bound_at: p.bound_at,
@@ -371,8 +394,8 @@ fn record(mut p: Pair, sabotage: &Sabotage) -> ConnRecord {
 
 /// Moves bytes and actions between a client and its agent until neither has anything to do now.
 #[allow(clippy::too_many_arguments)]
-fn pump(
-    p: &mut Pair,
+fn pump<P: Protocol>(
+    p: &mut Pair<P>,
     now: Instant,
     recorder: &mut Recorder,
     latency: &mut Histogram<u64>,

@@ -81,7 +81,9 @@ async fn start_gate_with(
         learner: recorder.clone(),
     };
     let gate = Gate::builder().config(config).services(services).build();
-    let (local, _) = gate.listen(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    gate.serve_with(listener, scenario.protocol.factory());
     Ok((gate, local, recorder))
 }
 
@@ -365,6 +367,7 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
     let mut client = SimClient::new(i as u64, s, now, shared.send_end);
     client.set_answer_slack(TCP_ANSWER_SLACK);
     let mut stream = connect(shared, i, client.behavior == Behavior::SlowConsumer).await?;
+    let local = stream.local_addr()?.to_string();
     let mut handle: Option<AgentHandle> = None;
     let mut bound_at = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -377,6 +380,17 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
         }
         if client.ending() != Ending::Running {
             break;
+        }
+        if handle.is_none() && client.stats.welcomed && client.session_id.is_none() {
+            // A welcome without a session id (pomelo): the gate's learner knows it by our address.
+            if let Some(r) = &shared.recorder {
+                client.session_id =
+                    r.0.lock()
+                        .expect("recorder lock")
+                        .peers
+                        .get(&local)
+                        .cloned();
+            }
         }
         if handle.is_none() {
             if let (Some(sid), Some(gate)) = (&client.session_id, &shared.gate) {
@@ -424,6 +438,10 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
     }
     match client.ending() {
         Ending::Graceful if !eof => {
+            if !client.has_goodbye() {
+                // No goodbye packet in this protocol: closing our side is the goodbye.
+                let _ = stream.shutdown().await;
+            }
             // Read until the gate closes, so everything it sent is counted.
             let _ = tokio::time::timeout(Duration::from_secs(5), async {
                 loop {
@@ -466,6 +484,7 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
         activity: std::mem::take(&mut client.activity),
         client_ended_at: client.ended_at(),
         reads_everything: client.reads_everything(),
+        graceful: client.ending() == Ending::Graceful,
         // Filled in once the pusher has stopped (see `run_with`).
         pushes_accepted: None,
         stats: client.finalize(),

@@ -226,6 +226,19 @@ mod real_code {
     }
 
     #[test]
+    fn a_dropped_response_violates_nothing_lost_in_pomelo_too() {
+        let mut s = builtin("steady", 100, Dur::secs(10));
+        s.protocol = gatekit_harness::listen::WireProtocol::Pomelo;
+        assert_baseline_passes(&s);
+        let (data, report) = faulty(&s, "drop-response=20");
+        assert_caught(&s, &report, "nothing_lost");
+        assert_eq!(
+            verdict(&report, "nothing_lost").violations,
+            data.conns.len()
+        );
+    }
+
+    #[test]
     fn swapped_responses_violate_order() {
         let s = builtin("burst", 100, Dur::secs(10));
         assert_baseline_passes(&s);

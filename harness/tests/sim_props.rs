@@ -3,6 +3,7 @@
 //! run is a pure function of its scenario (same seed, same report; other seed, other report).
 
 use gatekit_harness::invariants::Status;
+use gatekit_harness::listen::WireProtocol;
 use gatekit_harness::report::{Report, Thresholds};
 use gatekit_harness::run::RunData;
 use gatekit_harness::scenario::{self, BackendProfile, Dur, GateProfile, Mix, Scenario};
@@ -159,6 +160,7 @@ prop_compose! {
         ramp_up_ms in 0u64..=5000,
         seed in any::<u64>(),
         (mix, backend, gate) in (mix(), backend(), gate()),
+        protocol in prop_oneof![Just(WireProtocol::Native), Just(WireProtocol::Pomelo)],
     ) -> Scenario {
         let gate = GateProfile {
             max_write_queue: gate.max_write_queue.max(2 * body_size + 256),
@@ -166,6 +168,7 @@ prop_compose! {
         };
         Scenario {
             name: "prop".into(),
+            protocol,
             clients,
             rate,
             window,
@@ -214,7 +217,10 @@ fn small(name: &str, clients: usize, secs: u64) -> Scenario {
 
 #[test]
 fn same_seed_same_report() {
+    let mut pomelo = small("churn", 150, 3);
+    pomelo.protocol = WireProtocol::Pomelo;
     for s in [
+        pomelo,
         small("churn", 150, 3),
         small("backend_faults", 100, 3),
         small("slow_consumer", 40, 2),

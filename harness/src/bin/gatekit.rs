@@ -222,6 +222,9 @@ struct RunArgs {
     /// sim (virtual clock, deterministic) or tcp (loopback sockets).
     #[arg(long)]
     mode: Option<Mode>,
+    /// The wire protocol the clients speak (and the built-in gate serves).
+    #[arg(long, value_enum)]
+    protocol: Option<gatekit_harness::listen::WireProtocol>,
     /// Number of clients.
     #[arg(long)]
     clients: Option<usize>,
@@ -297,6 +300,9 @@ fn scenario_for(args: &RunArgs) -> Result<Scenario, String> {
     };
     if let Some(m) = args.mode {
         s.mode = m;
+    }
+    if let Some(p) = args.protocol {
+        s.protocol = p;
     }
     if args.target.is_some() {
         s.mode = Mode::Tcp;

@@ -19,7 +19,10 @@ pub fn counters(run: &RunData) -> Verdict {
             continue;
         };
         let (cs, cr) = (c.stats.packets_sent, c.stats.packets_received);
-        let exact = c.close_reason == Some(CloseReason::ClientClosed);
+        // Exact once the client ended gracefully: its goodbye answered, or (a protocol without
+        // one) its side closed after every answer; either way it read to the end.
+        let exact = c.close_reason == Some(CloseReason::ClientClosed)
+            || (c.graceful && c.close_reason == Some(CloseReason::Eof));
         let ok = if exact {
             ar == cs && asent == cr
         } else {
@@ -50,8 +53,11 @@ pub fn slow_consumer_required(run: &RunData, c: &ConnRecord) -> bool {
 /// The close reasons a connection may end with (`None`: it must never get a session).
 pub fn allowed_reasons(run: &RunData, c: &ConnRecord) -> Option<&'static [CloseReason]> {
     use CloseReason::*;
+    let goodbye = run.scenario.protocol.has_goodbye();
     Some(match c.behavior {
-        Behavior::Normal | Behavior::Burst | Behavior::Dribble => &[ClientClosed],
+        // A graceful client says goodbye where its protocol can, else closes its side.
+        Behavior::Normal | Behavior::Burst | Behavior::Dribble if goodbye => &[ClientClosed],
+        Behavior::Normal | Behavior::Burst | Behavior::Dribble => &[Eof],
         Behavior::Drop | Behavior::DropMidFrame => &[Eof, Reset],
         // Closed as a slow consumer once the gate's output passed what the sockets and its write
         // queue hold; before that, it ends when the client drops (or as a slow consumer, if the

@@ -103,7 +103,7 @@ pub fn heartbeats(run: &RunData) -> Verdict {
         });
     }
     v.finish(|| {
-        if run.scenario.bind_users && run.mode == crate::scenario::Mode::Tcp {
+        if run.scenario.bind_users && matches!(run.gate_side, crate::run::GateSide::Control(_)) {
             "no session was bound to a user (against an external gate the harness cannot bind one: bind_users needs the built-in gate)".into()
         } else if run.scenario.bind_users {
             "no session was bound to a user".into()
