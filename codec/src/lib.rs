@@ -49,6 +49,7 @@ struct ReadmeDoctests;
 
 mod error;
 pub mod framing;
+pub mod mqtt;
 pub mod native;
 pub mod parsers;
 pub mod pomelo;

@@ -16,6 +16,7 @@
 //! without the variable, a test checks that the files on disk are what the generator would write.
 
 use bytes::{Bytes, BytesMut};
+use gatekit_codec::mqtt::{MqttLimits, Role};
 use gatekit_codec::parsers::put_varint;
 use gatekit_codec::{
     Close, CloseCode, DecodeError, Field, FrameError, Handshake, NativeCodec, Notify, Oversize,
@@ -61,10 +62,12 @@ fn files_with_ext(dir: &Path, ext: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The fuzz targets (`fuzz/Cargo.toml`); a regression's name starts with one of them and `-`.
-const FUZZ_TARGETS: [&str; 5] = [
+const FUZZ_TARGETS: [&str; 7] = [
     "native_decode",
     "native_roundtrip",
     "framing",
+    "mqtt_decode",
+    "mqtt_roundtrip",
     "pomelo_decode",
     "pomelo_roundtrip",
 ];
@@ -72,9 +75,9 @@ const FUZZ_TARGETS: [&str; 5] = [
 /// What the replay may find under `corpus/`; anything else is refused, not skipped.
 const CORPUS_RULES: &str = "allowed under corpus/: README.md (in any of its folders), \
     native/golden/<name>.bin, native/malformed/<name>.bin with its <name>.err (both or neither), \
-    pomelo/golden/<name>.bin with its <name>.json (both or neither), \
+    mqtt/golden/<name>.bin, pomelo/golden/<name>.bin with its <name>.json (both or neither), \
     regressions/<target>-<name>.bin with <target> one of native_decode, native_roundtrip, framing, \
-    pomelo_decode, pomelo_roundtrip";
+    mqtt_decode, mqtt_roundtrip, pomelo_decode, pomelo_roundtrip";
 
 /// The files of a corpus directory, by kind, each list sorted.
 #[derive(Debug, Default)]
@@ -86,6 +89,8 @@ struct Corpus {
     /// The `.bin` of each pomelo golden pair (written by `peers/pomelo/golden.js`; their
     /// contents are checked by `pomelo_peers.rs`).
     pomelo: Vec<PathBuf>,
+    /// Real MQTT clients' packets (`mqtt/golden/`, replayed in detail by `mqtt_peers.rs`).
+    mqtt_golden: Vec<PathBuf>,
 }
 
 impl Corpus {
@@ -96,6 +101,7 @@ impl Corpus {
             .chain(&self.malformed)
             .chain(&self.regressions)
             .chain(&self.pomelo)
+            .chain(&self.mqtt_golden)
     }
 }
 
@@ -131,9 +137,10 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
         let ok = match (is_dir, parts.as_slice()) {
             (
                 true,
-                ["native" | "regressions" | "pomelo"]
+                ["native" | "regressions" | "pomelo" | "mqtt"]
                 | ["native", "golden" | "malformed"]
-                | ["pomelo", "golden"],
+                | ["pomelo", "golden"]
+                | ["mqtt", "golden"],
             ) => true,
             (true, _) => false,
             (false, [.., "README.md"]) => true,
@@ -147,6 +154,10 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
             }
             (false, ["native", "malformed", f]) if is_named(f, ".err") => {
                 malformed_err.push(dir.join(&rel));
+                true
+            }
+            (false, ["mqtt", "golden", f]) if is_named(f, ".bin") => {
+                corpus.mqtt_golden.push(dir.join(&rel));
                 true
             }
             (false, ["pomelo", "golden", f]) if is_named(f, ".bin") => {
@@ -312,6 +323,14 @@ fn corpus_replays_whole_and_bytewise() {
         let replay = catch_unwind(AssertUnwindSafe(|| {
             fuzz_checks::native_decode(&data);
             fuzz_checks::pomelo::pomelo_decode(&data);
+            fuzz_checks::mqtt::mqtt_decode(&data);
+            for role in [Role::Server, Role::Client] {
+                let limits = MqttLimits::default();
+                let whole =
+                    fuzz_checks::mqtt::mqtt_decode_all(&data, data.len().max(1), role, limits);
+                let bytewise = fuzz_checks::mqtt::mqtt_decode_all(&data, 1, role, limits);
+                assert_eq!(whole, bytewise, "MQTT, {role}");
+            }
             for oversize in [Oversize::Fail, Oversize::Skip] {
                 let whole = fuzz_checks::decode_all(&data, data.len().max(1), oversize);
                 let bytewise = fuzz_checks::decode_all(&data, 1, oversize);
@@ -376,11 +395,14 @@ fn classifier_refuses_what_it_cannot_classify() {
     let malformed = tmp.write("native/malformed/empty_frame.bin", &[0]);
     tmp.write("native/malformed/empty_frame.err", b"empty frame");
     let regression = tmp.write("regressions/framing-varint.bin", &[0]);
+    let mqtt = tmp.write("mqtt/golden/paho_v311-10-c-pingreq.bin", &[0xc0, 0]);
+    tmp.write("mqtt/golden/README.md", b"");
     let pomelo = tmp.write("pomelo/golden/heartbeat.bin", &[3, 0, 0, 0]);
     tmp.write("pomelo/golden/heartbeat.json", b"{}");
     tmp.write("pomelo/README.md", b"");
     let corpus = classify_corpus(&tmp.0).expect("a valid corpus");
     assert_eq!(corpus.pomelo, [pomelo]);
+    assert_eq!(corpus.mqtt_golden, [mqtt]);
     assert_eq!(corpus.golden, [golden]);
     assert_eq!(corpus.malformed, [malformed]);
     assert_eq!(corpus.regressions, [regression]);
@@ -396,6 +418,9 @@ fn classifier_refuses_what_it_cannot_classify() {
         "native/golden/README.txt",
         "native/other/ping.bin",
         "native/ping.bin",
+        "mqtt/ping.bin",
+        "mqtt/other/ping.bin",
+        "mqtt/golden/ping.err",
         "pomelo/heartbeat.bin",
         "pomelo/other/heartbeat.bin",
         "pomelo/golden/heartbeat.err",
@@ -451,6 +476,12 @@ fn replay_typed_regression(path: &Path, data: &[u8]) {
     } else if name.starts_with("native_roundtrip-") {
         if let Ok(packet) = Packet::arbitrary_take_rest(Unstructured::new(data)) {
             fuzz_checks::native_roundtrip(&packet);
+        }
+    } else if name.starts_with("mqtt_roundtrip-") {
+        if let Ok(packet) =
+            gatekit_codec::mqtt::Packet::arbitrary_take_rest(Unstructured::new(data))
+        {
+            fuzz_checks::mqtt::mqtt_roundtrip(&packet);
         }
     } else if name.starts_with("pomelo_roundtrip-") {
         use gatekit_codec::pomelo::{Message, Package};

@@ -7,6 +7,8 @@
 /// The pomelo profile's checks (targets `pomelo_decode`, `pomelo_roundtrip`).
 pub mod pomelo;
 
+pub mod mqtt;
+
 use bytes::BytesMut;
 use gatekit_codec::framing::MAX_LENGTH_FIELD_OFFSET;
 use gatekit_codec::{DecodeError, FramingBuilder, NativeCodec, Oversize, Packet};
