@@ -28,6 +28,7 @@ pub mod driver;
 pub mod faults;
 pub mod gate;
 pub mod handle;
+pub mod mqtt;
 pub mod native;
 pub mod pomelo;
 pub mod protocol;
@@ -47,6 +48,7 @@ pub use gate::{
     ProtocolAgent, ShutdownReport,
 };
 pub use handle::{AgentHandle, Command, Commands, HandleError};
+pub use mqtt::Mqtt;
 pub use native::Native;
 pub use pomelo::Pomelo;
 pub use protocol::Protocol;

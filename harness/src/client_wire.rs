@@ -115,6 +115,7 @@ pub const POMELO_ECHO_ROUTE: &str = "echo.handler.say";
 pub fn wire(protocol: WireProtocol) -> Box<dyn ClientWire> {
     match protocol {
         WireProtocol::Native => Box::new(NativeWire::default()),
+        WireProtocol::Mqtt => Box::new(MqttWire::default()),
         WireProtocol::Pomelo => Box::new(PomeloWire::default()),
     }
 }
@@ -344,6 +345,164 @@ impl ClientWire for PomeloWire {
             Garbage::Bytes => {
                 // An unknown package type, then noise.
                 let mut v = vec![0x09, 0, 0, 1];
+                v.extend_from_slice(random);
+                v
+            }
+        }
+    }
+}
+
+/// mqant's MQTT dialect, as an MQTT 3.1.1 client: requests are PUBLISHes on
+/// `echo/HD_say/<id>`, answered on the same topic in mqant's JSON envelope. Bodies travel as hex
+/// text, so that the envelope's `Result` (a JSON string of the echoed text) gives them back
+/// exactly.
+#[derive(Debug)]
+pub struct MqttWire {
+    codec: gatekit_codec::mqtt::MqttCodec,
+}
+
+impl Default for MqttWire {
+    fn default() -> Self {
+        MqttWire {
+            codec: gatekit_codec::mqtt::MqttCodec::client(),
+        }
+    }
+}
+
+/// The topic of the harness's MQTT requests (and notifies, without the id).
+pub const MQTT_ECHO_TOPIC: &str = "echo/HD_say";
+
+fn hex(bytes: &[u8]) -> Bytes {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    Bytes::from(s)
+}
+
+fn unhex(text: &str) -> Option<Bytes> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
+}
+
+/// An answer's status and body from mqant's envelope `{"Trace","Error","Result"}`.
+fn mqtt_answer(payload: &[u8]) -> Option<(Status, Bytes)> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let error = v.get("Error")?.as_str()?;
+    if error.is_empty() {
+        let result = v.get("Result")?.as_str()?;
+        return Some((
+            Status::Ok,
+            unhex(result).unwrap_or_else(|| Bytes::from(result.to_owned())),
+        ));
+    }
+    let name = error.split(':').next().unwrap_or(error);
+    let status = [
+        Status::NotFound,
+        Status::Failed,
+        Status::Busy,
+        Status::Timeout,
+        Status::InternalError,
+    ]
+    .into_iter()
+    .find(|s| s.name() == name)?;
+    Some((status, Bytes::new()))
+}
+
+impl ClientWire for MqttWire {
+    fn encode(&mut self, packet: ClientPacket<'_>, out: &mut BytesMut) {
+        use gatekit_codec::mqtt::{Connect, MqttString, Packet as M, Publish, TopicName};
+        let packet = match packet {
+            ClientPacket::Hello { token } => {
+                let id = MqttString::new(Bytes::copy_from_slice(token)).expect("a client id");
+                let mut c = Connect::new(id, 0);
+                c.username = Some(MqttString::from_static("harness"));
+                c.password = Some(Bytes::copy_from_slice(token));
+                M::Connect(Box::new(c))
+            }
+            ClientPacket::Ack | ClientPacket::Pong => return,
+            ClientPacket::Request { id, body } => {
+                let topic = TopicName::new(Bytes::from(format!("{MQTT_ECHO_TOPIC}/{id}")))
+                    .expect("a topic");
+                M::Publish(Publish::qos0(topic, hex(body)))
+            }
+            ClientPacket::Notify { body } => M::Publish(Publish::qos0(
+                TopicName::from_static(MQTT_ECHO_TOPIC),
+                hex(body),
+            )),
+            ClientPacket::Ping => M::PingReq,
+            ClientPacket::Goodbye => M::Disconnect,
+        };
+        self.codec
+            .encode(&packet, out)
+            .expect("client packets are within limits");
+    }
+
+    fn decode(&mut self, input: &mut BytesMut) -> Result<Option<GateEvent>, (String, bool)> {
+        use gatekit_codec::mqtt::{ConnAck, Packet as M};
+        let packet = match self.codec.decode(input) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err((e.to_string(), e.is_fatal())),
+        };
+        Ok(Some(match packet {
+            M::ConnAck(ConnAck::Accepted { .. }) => GateEvent::Welcome { session_id: None },
+            M::ConnAck(ConnAck::Refused(_)) | M::ConnAckV5(_) => GateEvent::Close {
+                code: CloseCode::UnsupportedVersion,
+            },
+            M::PingResp => GateEvent::Pong,
+            M::Publish(p) => {
+                let topic = p.topic.as_str();
+                let answer = topic
+                    .strip_prefix(MQTT_ECHO_TOPIC)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .and_then(|id| id.parse::<u32>().ok());
+                match answer {
+                    Some(id) => match mqtt_answer(&p.payload) {
+                        Some((status, body)) => GateEvent::Response { id, status, body },
+                        None => return Err(("an answer without mqant's envelope".into(), false)),
+                    },
+                    None => GateEvent::Push { body: p.payload },
+                }
+            }
+            M::PubAck(_) | M::SubAck(_) | M::UnsubAck(_) => GateEvent::Pong,
+            _ => GateEvent::Unexpected,
+        }))
+    }
+
+    fn has_goodbye(&self) -> bool {
+        true
+    }
+
+    fn acks_welcome(&self) -> bool {
+        false
+    }
+
+    fn garbage(&self, kind: Garbage, random: &[u8]) -> Vec<u8> {
+        match kind {
+            // A PUBLISH whose remaining length says 256 MiB.
+            Garbage::Oversize => vec![0x30, 0xff, 0xff, 0xff, 0x7f],
+            Garbage::Route => {
+                // A valid PUBLISH on a topic that is not module/HD_func.
+                let mut out = BytesMut::new();
+                let p = gatekit_codec::mqtt::Publish::qos0(
+                    gatekit_codec::mqtt::TopicName::from_static("noslash"),
+                    Bytes::from_static(b"{}"),
+                );
+                self.codec
+                    .encode(&gatekit_codec::mqtt::Packet::Publish(p), &mut out)
+                    .expect("within limits");
+                out.to_vec()
+            }
+            Garbage::Bytes => {
+                // Packet type 15 (reserved), then noise.
+                let mut v = vec![0xf0, 0x00];
                 v.extend_from_slice(random);
                 v
             }

@@ -1,7 +1,7 @@
 //! Listener specifications, as operators write them: `protocol+transport://address`, for example
 //! `native+tcp://127.0.0.1:7000` or `pomelo+tcp://127.0.0.1:3010`.
 
-use gatekit_agent::{AgentFactory, NativeAgent, Pomelo, ProtocolAgent};
+use gatekit_agent::{AgentFactory, Mqtt, NativeAgent, Pomelo, ProtocolAgent};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,18 +14,25 @@ use std::sync::Arc;
 pub enum WireProtocol {
     /// gatekit's own protocol (docs/PROTOCOL.md).
     Native,
+    /// mqant's MQTT 3.1.1 dialect (docs/MQTT.md).
+    Mqtt,
     /// The pomelo protocol (docs/POMELO.md): pomelo, pinus, pitaya, nano clients.
     Pomelo,
 }
 
 impl WireProtocol {
     /// Every protocol.
-    pub const ALL: [WireProtocol; 2] = [WireProtocol::Native, WireProtocol::Pomelo];
+    pub const ALL: [WireProtocol; 3] = [
+        WireProtocol::Native,
+        WireProtocol::Mqtt,
+        WireProtocol::Pomelo,
+    ];
 
     /// Its name in listener specifications.
     pub fn name(self) -> &'static str {
         match self {
             WireProtocol::Native => "native",
+            WireProtocol::Mqtt => "mqtt",
             WireProtocol::Pomelo => "pomelo",
         }
     }
@@ -34,7 +41,7 @@ impl WireProtocol {
     /// client closes its side and the connection ends `eof`.
     pub fn has_goodbye(self) -> bool {
         match self {
-            WireProtocol::Native => true,
+            WireProtocol::Native | WireProtocol::Mqtt => true,
             WireProtocol::Pomelo => false,
         }
     }
@@ -43,6 +50,7 @@ impl WireProtocol {
     pub fn factory(self) -> Arc<dyn AgentFactory> {
         match self {
             WireProtocol::Native => Arc::new(NativeAgent),
+            WireProtocol::Mqtt => Arc::new(ProtocolAgent::new(Mqtt::new)),
             WireProtocol::Pomelo => Arc::new(ProtocolAgent::new(Pomelo::new)),
         }
     }
@@ -122,7 +130,7 @@ mod tests {
             ("native://127.0.0.1:7000", "names no transport"),
             (
                 "smtp+tcp://127.0.0.1:25",
-                "unknown protocol \"smtp\" (known: native, pomelo)",
+                "unknown protocol \"smtp\" (known: native, mqtt, pomelo)",
             ),
             ("native+quic://127.0.0.1:7000", "unknown transport \"quic\""),
             ("native+tcp://localhost", "address \"localhost\""),

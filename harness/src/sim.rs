@@ -10,7 +10,7 @@ use crate::run::{ConnRecord, GateSide, RunData};
 use crate::scenario::{Mode, Scenario};
 use bytes::{Bytes, BytesMut};
 use gatekit_agent::{
-    Action, AgentConfig, CallId, CallResult, ConnInfo, Connection, Counters, Native, Pomelo,
+    Action, AgentConfig, CallId, CallResult, ConnInfo, Connection, Counters, Mqtt, Native, Pomelo,
     Protocol,
 };
 use gatekit_codec::Topic;
@@ -105,6 +105,7 @@ pub fn run_with(
 ) -> RunData {
     match scenario.protocol {
         WireProtocol::Native => run_protocol(scenario, sabotage, progress, Native::new),
+        WireProtocol::Mqtt => run_protocol(scenario, sabotage, progress, Mqtt::new),
         WireProtocol::Pomelo => run_protocol(scenario, sabotage, progress, Pomelo::new),
     }
 }

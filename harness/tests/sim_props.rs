@@ -160,7 +160,7 @@ prop_compose! {
         ramp_up_ms in 0u64..=5000,
         seed in any::<u64>(),
         (mix, backend, gate) in (mix(), backend(), gate()),
-        protocol in prop_oneof![Just(WireProtocol::Native), Just(WireProtocol::Pomelo)],
+        protocol in prop_oneof![Just(WireProtocol::Native), Just(WireProtocol::Mqtt), Just(WireProtocol::Pomelo)],
     ) -> Scenario {
         let gate = GateProfile {
             max_write_queue: gate.max_write_queue.max(2 * body_size + 256),
