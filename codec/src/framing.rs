@@ -242,13 +242,41 @@ impl Framing {
             Ok((rest, ())) => rest,
             Err(_) => return Ok(None),
         };
+        let parsed = parsers::length_field(self.field)(rest);
+        // Fast path, every frame of a good stream: a complete length field whose frame is within
+        // the maximum. The early refusal of a long varint prefix cannot apply to it: a complete
+        // minimal varint is at least every lower bound its first bytes give (its last byte is
+        // nonzero), so it would have passed `refuse_long_prefix` too. Any other case (incomplete,
+        // malformed, negative or too large) takes the slow path, which checks in the same order as
+        // always, so the errors are unchanged.
+        if let Ok((_, (value, field_len))) = parsed {
+            let adjusted = value as i64 + self.adjustment;
+            if adjusted >= 0 && adjusted as u64 <= self.max_frame_length as u64 {
+                return Ok(Some(Header {
+                    header_len: self.offset + field_len,
+                    body_len: adjusted as u64,
+                }));
+            }
+        }
+        self.parse_header_slow(rest, parsed)
+    }
+
+    /// [`Framing::parse_header`] for a length field that is incomplete, malformed, or gives a
+    /// negative or oversized frame.
+    #[cold]
+    #[inline(never)]
+    fn parse_header_slow(
+        &self,
+        rest: &[u8],
+        parsed: parsers::PResult<'_, (u64, usize)>,
+    ) -> Result<Option<Header>, FrameError> {
         if self.field == LengthField::Varint
             && self.oversize == Oversize::Fail
             && rest.first().is_some_and(|&b| b & 0x80 != 0)
         {
             self.refuse_long_prefix(rest)?;
         }
-        let (value, field_len) = match parsers::length_field(self.field)(rest) {
+        let (value, field_len) = match parsed {
             Ok((_, v)) => v,
             Err(nom::Err::Incomplete(_)) => return Ok(None),
             Err(nom::Err::Error(f) | nom::Err::Failure(f)) => {

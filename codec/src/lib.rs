@@ -5,6 +5,8 @@
 //!
 //! - [`NativeCodec`] speaks gatekit's native protocol (`docs/PROTOCOL.md`): handshake, request /
 //!   response with message ids, notify, push, ping / pong, close with a reason.
+//! - [`mqtt`] is MQTT 3.1.1 as mqant's clients speak it (`docs/MQTT.md`), [`pomelo`] the pomelo
+//!   protocol of pomelo, pinus, pitaya and nano clients (`docs/POMELO.md`).
 //! - [`Framing`] / [`FrameDecoder`] are the generic length-prefix framing underneath, configurable to
 //!   define other protocols (1, 2 or 4-byte lengths in either byte order, or a LEB128 varint; header
 //!   offset, length adjustment, bytes to skip, maximum frame length).

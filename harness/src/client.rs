@@ -199,6 +199,7 @@ struct Outstanding {
 /// What a packet sent does to the answer deadlines.
 #[derive(Debug, Clone, Copy)]
 enum Sent {
+    Hello,
     Request(u32),
     Notify,
     Other,
@@ -209,6 +210,7 @@ impl Sent {
         match packet {
             ClientPacket::Request { id, .. } => Sent::Request(*id),
             ClientPacket::Notify { .. } => Sent::Notify,
+            ClientPacket::Hello { .. } => Sent::Hello,
             _ => Sent::Other,
         }
     }
@@ -240,6 +242,9 @@ pub struct SimClient {
     highest_answered: u32,
     /// When the connection ended for this client (it closed, dropped, or saw the gate close).
     ended_at: Option<Instant>,
+    /// When the handshake's last byte left.
+    hello_sent_at: Option<Instant>,
+    handshake_timeout: Duration,
     started: Instant,
     end: Instant,
     drop_at: Option<Instant>,
@@ -312,6 +317,8 @@ impl SimClient {
             answer_slack: SIM_ANSWER_SLACK,
             highest_answered: 0,
             ended_at: None,
+            hello_sent_at: None,
+            handshake_timeout: scenario.gate.handshake_timeout.0,
             started: now,
             end,
             drop_at,
@@ -408,6 +415,10 @@ impl SimClient {
             Sent::Notify => {
                 self.deadlines.call(now, None);
             }
+            Sent::Hello => {
+                self.deadlines.packet(now);
+                self.hello_sent_at = Some(now);
+            }
             Sent::Other => {
                 self.deadlines.packet(now);
             }
@@ -423,6 +434,13 @@ impl SimClient {
             self.dribble_marks.pop_front();
             self.fully_sent(now, sent);
         }
+    }
+
+    /// Whether a handshake fully sent may still be answered: the gate answers at once, but no later
+    /// than its handshake timeout (and the slack).
+    fn welcome_due(&self, now: Instant) -> bool {
+        self.hello_sent_at
+            .is_some_and(|t| now < t + self.handshake_timeout + self.answer_slack)
     }
 
     /// When the client stops waiting for its outstanding requests: once every one of them is
@@ -576,10 +594,14 @@ impl SimClient {
         }
         let dribble = (!self.dribble.is_empty()).then_some(self.next_dribble);
         if self.waiting_close {
-            // Past the end: the answer deadlines and the dribble are left to wait for, pinging
-            // meanwhile so the gate's idle timeout cannot end the wait.
+            // Past the end: the answer deadlines, the welcome and the dribble are left to wait
+            // for, pinging meanwhile so the gate's idle timeout cannot end the wait.
             let ping = (self.phase == Phase::Open).then(|| self.last_sent + self.ping_interval);
-            return [dribble, self.give_up_at(), ping]
+            let welcome = (self.phase == Phase::Handshaking)
+                .then_some(self.hello_sent_at)
+                .flatten()
+                .map(|t| t + self.handshake_timeout + self.answer_slack);
+            return [dribble, self.give_up_at(), ping, welcome]
                 .into_iter()
                 .flatten()
                 .min();
@@ -696,9 +718,14 @@ impl SimClient {
         }
         let overdue = self.give_up_at().is_some_and(|g| now >= g);
         if matches!(self.behavior, Behavior::Slowloris | Behavior::SlowConsumer)
-            || (self.phase == Phase::Handshaking && self.dribble.is_empty())
+            || (self.phase == Phase::Handshaking
+                && self.dribble.is_empty()
+                && !self.welcome_due(now))
         {
             self.finish(now, Ending::Abort);
+        } else if self.phase == Phase::Handshaking && self.dribble.is_empty() {
+            // The handshake is out and the gate answers it at once: wait for the welcome.
+            self.waiting_close = true;
         } else if (self.outstanding.is_empty() && self.dribble.is_empty()) || overdue {
             if self.phase == Phase::Open {
                 self.stats.gave_up = !self.outstanding.is_empty() || !self.dribble.is_empty();

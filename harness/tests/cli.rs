@@ -237,3 +237,29 @@ fn a_small_tcp_run_passes() {
         "{out:?}"
     );
 }
+
+#[test]
+fn serve_takes_a_scenario_file_and_its_own_timeouts() {
+    use std::io::Read;
+    let toml = scenario::builtin("steady").unwrap().to_toml();
+    let file = TempFile::with("serve-scenario.toml", &toml);
+    let serve = common::Serve::start(&["--scenario", file.path(), "--handshake-timeout", "300ms"]);
+    // A client that never sends its handshake is refused after 300 ms, not the default 10 s.
+    let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // CLOSE `handshake timeout` (code 8).
+    assert_eq!(&got[..3], &[got.len() as u8 - 1, 0x09, 0x08], "{got:02x?}");
+    assert_eq!(serve.stop(), Some(0));
+    // A bad file is refused at start-up, naming it.
+    let out = gatekit(&["serve", "--scenario", "/nonexistent/gate.toml"], QUICK);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("/nonexistent/gate.toml"), "{out:?}");
+}

@@ -571,3 +571,53 @@ max_write_queue = 12706
     .unwrap();
     assert_scenario_passes(&s);
 }
+
+/// Found by `every_invariant_holds_in_random_scenarios` once the MQTT client existed: a dribbling
+/// MQTT client's CONNECT (about 40 bytes at 50 ms a byte) outlasts a 1 s run; its last byte left
+/// at +2.1 s, and at that same instant the client, still waiting for CONNACK, saw the run over and
+/// dropped — so the gate, which had just opened the session, saw `eof` where a graceful client
+/// says goodbye. The cause was the client: a handshake fully sent is answered at once, like a
+/// request. Fixed in `SimClient::end_of_run`: it waits for the welcome (up to the handshake
+/// timeout), then closes gracefully.
+#[test]
+fn regression_a_dribbled_handshake_outlasting_the_run_is_waited_for() {
+    let s = Scenario::from_toml(
+        r#"
+name = "prop"
+protocol = "mqtt"
+clients = 120
+duration = "1s"
+ramp_up = "0s"
+rate = 0.0
+window = 1
+notify_ratio = 0.0
+body_size = 16
+burst_size = 1
+ping_interval = "20s"
+seed = 2953797024163
+
+[mix]
+normal = 0.6230293880374144
+drop_mid_frame = 0.39415514301546983
+slow_consumer = 0.9091537637697817
+slowloris = 0.49576458185010314
+dribble = 0.24570157297041287
+garbage = 0.8718216913786383
+
+[backend]
+latency_min = "72ms"
+latency_max = "82ms"
+error_rate = 0.05673198037544959
+timeout_rate = 0.07652670215719486
+panic_rate = 0.12486980669573143
+
+[gate]
+heartbeat = "16s"
+backend_timeout = "1s"
+max_in_flight = 4
+max_write_queue = 595193
+"#,
+    )
+    .unwrap();
+    assert_scenario_passes(&s);
+}

@@ -30,7 +30,7 @@ fn main() {
             dn.push(t.elapsed().as_nanos() as f64 / 1000.0);
             let mut a = w.ldc.clone();
             let t = Instant::now();
-            let mut c = ldc();
+            let mut c = ldc(w.ldc_prefix);
             while let Some(f) = c.decode(&mut a).unwrap() {
                 black_box(f);
             }

@@ -112,9 +112,23 @@ struct ServeArgs {
     /// Stop after this long.
     #[arg(long, default_value = "10m")]
     duration: Dur,
-    /// Fake back-end latency, errors and faults, and gate timeouts, from this scenario.
+    /// Fake back-end latency, errors and faults, and gate timeouts, from this scenario: a built-in
+    /// name or a scenario TOML file (`gatekit scenarios --toml steady > my.toml`).
     #[arg(long, default_value = "steady")]
     scenario: String,
+    /// Time allowed from accept to a complete handshake (overrides the scenario's).
+    #[arg(long)]
+    handshake_timeout: Option<Dur>,
+    /// A connection with no packet for this long is closed (overrides the scenario's; each
+    /// protocol may close sooner from the heartbeat it agreed).
+    #[arg(long)]
+    idle_timeout: Option<Dur>,
+    /// Back-end call timeout (overrides the scenario's).
+    #[arg(long)]
+    backend_timeout: Option<Dur>,
+    /// Back-end calls in flight per connection (overrides the scenario's).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
     /// Ping interval offered to clients (they may ask for less).
     #[arg(long)]
     ping_interval: Option<Dur>,
@@ -425,9 +439,37 @@ fn runtime_with(
     b.build().map_err(|e| format!("tokio runtime: {e}"))
 }
 
+/// A built-in scenario by name, or a scenario file.
+fn named_or_file(name: &str) -> Result<Scenario, String> {
+    if let Some(s) = scenario::builtin(name) {
+        return Ok(s);
+    }
+    let path = std::path::Path::new(name);
+    if !path.exists() {
+        return Err(format!(
+            "no built-in scenario or file {name:?}; see `gatekit scenarios`"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))
+}
+
 fn serve(args: ServeArgs) -> Result<ExitCode, String> {
-    let scenario = scenario::builtin(&args.scenario)
-        .ok_or_else(|| format!("no built-in scenario {:?}", args.scenario))?;
+    let mut scenario = named_or_file(&args.scenario)?;
+    let gate = &mut scenario.gate;
+    if let Some(d) = args.handshake_timeout {
+        gate.handshake_timeout = d;
+    }
+    if let Some(d) = args.idle_timeout {
+        gate.idle_timeout = d;
+    }
+    if let Some(d) = args.backend_timeout {
+        gate.backend_timeout = d;
+    }
+    if let Some(n) = args.max_in_flight {
+        gate.max_in_flight = n;
+    }
+    scenario.validate()?;
     let listeners = if args.listen.is_empty() {
         vec![gatekit_harness::listen::Listener {
             protocol: gatekit_harness::listen::WireProtocol::Native,
