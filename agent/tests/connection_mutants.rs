@@ -216,7 +216,7 @@ fn connection_debug_shows_phase_session_calls_and_buffer_sizes() {
     p.feed(Duration::ZERO, &hello[..3]);
     let text = format!("{:?}", p.conn);
     assert!(
-        text.starts_with("Connection { phase: Handshake { deadline: "),
+        text.starts_with("Connection { protocol: \"native\", phase: Handshake { deadline: "),
         "{text}"
     );
     assert!(
@@ -227,7 +227,7 @@ fn connection_debug_shows_phase_session_calls_and_buffer_sizes() {
     let welcome_len = len_of(&welcome(30, 65_535));
     let text = format!("{:?}", p.conn);
     assert!(
-        text.starts_with("Connection { phase: Open, session: Some("),
+        text.starts_with("Connection { protocol: \"native\", phase: Open, session: Some("),
         "{text}"
     );
     assert!(text.contains(SID), "{text}");
@@ -377,24 +377,37 @@ fn written_bytes_beyond_the_queue_are_clamped() {
 
 // ----- heartbeats -----
 
+/// A read that ends in CLOSE is still served to its end (the close handshake): its PING is
+/// answered and its activity gets the heartbeat it is due, then the gate says goodbye and the
+/// Disconnect comes last; no heartbeat after it.
 #[test]
-fn no_storage_heartbeat_after_the_disconnect_of_a_read_ending_in_close() {
+fn a_read_ending_in_close_is_served_heartbeat_included_then_disconnects() {
     let (mut p, _) = Peer::open(AgentConfig::default());
     assert!(p.conn.bind(p.at(Duration::ZERO), "user-1"));
     match &p.actions()[..] {
         [Action::StorageHeartbeat(s)] => assert_eq!(s.user_id.as_deref(), Some("user-1")),
         other => panic!("{other:?}"),
     }
-    // A heartbeat would be due (61 s > 60 s) for the PING, but the same read ends the session.
+    // A heartbeat is due (61 s > 60 s) for the PING read with the CLOSE.
     p.send(
         secs(61),
         &[Packet::Ping, close_pkt(CloseCode::Normal, "bye")],
+    );
+    match &p.actions()[..] {
+        [Action::StorageHeartbeat(s)] => assert_eq!(s.session_id, SID),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        p.flush(),
+        [Packet::Pong, close_pkt(CloseCode::Normal, "bye")]
     );
     match &p.actions()[..] {
         [Action::Disconnect(s, CloseReason::ClientClosed)] => assert_eq!(s.session_id, SID),
         other => panic!("{other:?}"),
     }
     assert!(p.conn.is_finished());
+    p.tick(secs(200));
+    assert!(p.actions().is_empty(), "nothing after the Disconnect");
 }
 
 // ----- CLOSE reasons -----
