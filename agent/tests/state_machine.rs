@@ -628,6 +628,41 @@ fn a_close_behind_requests_is_answered_after_them() {
     }
 }
 
+/// Once the CLOSE is read nothing more is, even bytes that arrive later while the gate still
+/// answers what came before it. (With two calls allowed, the CLOSE is read while the request's
+/// call runs.)
+#[test]
+fn bytes_after_the_close_are_never_read() {
+    let (mut c, _) = Client::open(AgentConfig {
+        max_in_flight: 2,
+        ..AgentConfig::default()
+    });
+    c.send(&[req(1, "m/f", b"x"), close_pkt(CloseCode::Normal, "bye")]);
+    let call = c.one_call();
+    assert!(
+        !c.conn.wants_read(),
+        "the CLOSE was read: nothing more will be"
+    );
+    let received = c.conn.counters().received();
+    let buffered = c.conn.buffered_bytes();
+    c.send(&[Packet::Ping, req(2, "m/f", b"y")]);
+    assert_eq!(c.conn.counters().received(), received);
+    assert_eq!(c.conn.buffered_bytes(), buffered, "not even buffered");
+    assert!(
+        c.take_actions().is_empty(),
+        "no call for the request after CLOSE"
+    );
+    c.result(&call, CallResult::Ok(Bytes::from_static(b"z")));
+    assert_eq!(
+        c.take_out(),
+        [
+            resp(1, Status::Ok, b"z"),
+            close_pkt(CloseCode::Normal, "bye")
+        ]
+    );
+    c.assert_disconnected(CloseReason::ClientClosed);
+}
+
 /// A call still running when the CLOSE arrives is answered when it ends (or times out), and
 /// only then does the gate say goodbye.
 #[test]
