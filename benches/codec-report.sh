@@ -6,14 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
 filter="${2:-}"
+# Criterion writes under the cargo target directory.
+results="${CARGO_TARGET_DIR:-target}/criterion"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cargo bench -p gatekit-benches --bench codec --no-run >/dev/null 2>&1
 for i in $(seq 1 "$runs"); do
   echo "run $i/$runs..." >&2
   cargo bench -p gatekit-benches --bench codec -- --noplot $filter >/dev/null 2>&1
-  for f in target/criterion/*/*/new/estimates.json; do
-    name=$(echo "$f" | sed -E 's#target/criterion/([^/]+)/([^/]+)/new/estimates.json#\1 \2#')
+  for f in "$results"/*/*/new/estimates.json; do
+    name=$(echo "$f" | sed -E 's#.*/criterion/([^/]+)/([^/]+)/new/estimates.json#\1 \2#')
     python3 -c 'import json,sys; print(sys.argv[1], json.load(open(sys.argv[2]))["median"]["point_estimate"])' "$name" "$f" >> "$out/samples"
   done
 done

@@ -15,10 +15,10 @@ pub fn native_codec() -> NativeCodec {
 /// The workloads give it the width of the native varint prefix of the same frames
 /// ([`workload::Workload::ldc_prefix`]), so both wire streams have the same length and every frame
 /// starts at the same offset on both sides. With a u32 prefix the 16 KiB frames sat 16,403 bytes
-/// apart for LDC and 16,402 for gatekit, and on the development machine the hardware prefetcher
-/// follows a chain of frame headers at some strides and not at others (strides of 2 mod 4 bytes
-/// are not prefetched): a one-byte difference in layout made either side up to 4x slower,
-/// whatever the codec did (docs/PERFORMANCE.md, "16 KiB decode").
+/// apart for LDC and 16,402 for gatekit. On the development machine, a chain of frame headers 2
+/// mod 4 bytes apart is 2-4x slower to follow than its neighbours, likely because the hardware
+/// prefetcher does not follow it. So a one-byte difference in layout made either side up to 4x
+/// slower, whatever the codec did (docs/PERFORMANCE.md, "16 KiB decode").
 pub fn ldc(prefix_len: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(prefix_len)

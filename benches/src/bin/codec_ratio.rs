@@ -105,14 +105,27 @@ fn main() {
     }
 }
 
+/// Follows the varint prefixes of a native stream without decoding anything: the memory cost of
+/// reaching each frame's header.
+#[inline(never)]
+fn walk_headers(wire: &[u8]) -> usize {
+    let (mut at, mut frames) = (0, 0);
+    while at < wire.len() {
+        let (rest, len) = gatekit_codec::parsers::varint(&wire[at..]).expect("a whole stream");
+        at = wire.len() - rest.len() + len as usize;
+        frames += 1;
+    }
+    frames
+}
+
 /// Decode time against the distance between frames: bodies of 16,381 to 16,388 bytes, gatekit
 /// against LDC with a u32 prefix (frames 1 byte further apart than gatekit's) and against LDC with
 /// a prefix as wide as the varint (the same layout). Each round clones both inputs, then times both
-/// sides, as the main loop does.
+/// sides, as the main loop does; then the bare header walk is timed in rounds of its own.
 fn layout(rounds: usize) {
     println!("layout: {rounds} rounds per line, 1,000 frames per batch; ns/frame, ratio = LDC time / gatekit time (median per round)");
-    println!("| body B | gatekit stride B | gatekit ns | LDC u32: stride B | ns | ratio | LDC same width: stride B | ns | ratio |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| body B | gatekit stride B | header walk ns (no codec) | gatekit ns | LDC u32: stride B | ns | ratio | LDC same width: stride B | ns | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for body in 16_381..=16_388 {
         let w = workload::Workload::new(body);
         let mut u32_wire = BytesMut::new();
@@ -147,10 +160,20 @@ fn layout(rounds: usize) {
                 }
             }
         }
+        // The bare walk in rounds of its own, after the codecs': what runs just before a batch
+        // changes the state of the caches, and so the time of a memory-bound batch.
+        let mut walk = vec![];
+        for _ in 0..rounds {
+            let b = w.native.clone();
+            walk.push(per(time(|| {
+                assert_eq!(black_box(walk_headers(&b)), workload::FRAMES);
+            })));
+        }
         let stride = |wire: &BytesMut| wire.len() / workload::FRAMES;
         println!(
-            "| {body} | {} | {:.1} | {} | {:.1} | {:.2}× | {} | {:.1} | {:.2}× |",
+            "| {body} | {} | {:.1} | {:.1} | {} | {:.1} | {:.2}× | {} | {:.1} | {:.2}× |",
             stride(&w.native),
+            median(walk),
             median(g),
             stride(&u32_wire),
             median(l4),
