@@ -215,6 +215,31 @@ fn small(name: &str, clients: usize, secs: u64) -> Scenario {
     s
 }
 
+/// Every built-in scenario, shrunk to a few clients and seconds, holds every invariant in sim mode
+/// for every built-in protocol (the scenarios are the same; only the wire changes).
+#[test]
+fn every_builtin_scenario_holds_for_every_protocol() {
+    let mut runs = 0;
+    for builtin in scenario::builtins() {
+        for protocol in [WireProtocol::Native, WireProtocol::Mqtt, WireProtocol::Pomelo] {
+            let mut s = small(&builtin.name, 60, 4);
+            s.protocol = protocol;
+            let (data, report) = run_of(&s);
+            assert!(
+                data.conns.len() >= s.clients,
+                "{} over {protocol:?}: {} connections",
+                s.name,
+                data.conns.len()
+            );
+            if let Err(e) = assert_all_held(&s, &data, &report) {
+                panic!("{} over {protocol:?}: {e}", s.name);
+            }
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 3 * scenario::builtins().len());
+}
+
 #[test]
 fn same_seed_same_report() {
     let mut pomelo = small("churn", 150, 3);
