@@ -221,7 +221,11 @@ fn small(name: &str, clients: usize, secs: u64) -> Scenario {
 fn every_builtin_scenario_holds_for_every_protocol() {
     let mut runs = 0;
     for builtin in scenario::builtins() {
-        for protocol in [WireProtocol::Native, WireProtocol::Mqtt, WireProtocol::Pomelo] {
+        for protocol in [
+            WireProtocol::Native,
+            WireProtocol::Mqtt,
+            WireProtocol::Pomelo,
+        ] {
             let mut s = small(&builtin.name, 60, 4);
             s.protocol = protocol;
             let (data, report) = run_of(&s);
