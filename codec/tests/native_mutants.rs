@@ -439,3 +439,35 @@ fn codec_is_idle_only_between_frames_and_failed_only_after_a_fatal_error() {
         Err(e)
     );
 }
+
+#[test]
+fn encode_packet_caps_any_limit_at_16_mib() {
+    // A limit over the cap used to be taken as given: a frame over 2^28 bytes then got a 5-byte
+    // prefix that no decoder reads (and a debug build panicked). Now the cap applies: the frame
+    // just over 16 MiB is refused, naming the cap, and the one at the cap is written and read back.
+    use gatekit_codec::MAX_FRAME_LENGTH_CAP;
+    let push = |body_len: usize| {
+        Packet::Push(Push::new(Topic::from_static("t"), vec![b'x'; body_len]))
+    };
+    // kind 1 + topic length 1 + topic 1 = 3 bytes besides the body.
+    let over = push(MAX_FRAME_LENGTH_CAP - 2);
+    assert_eq!(frame_len(&over), MAX_FRAME_LENGTH_CAP + 1);
+    for limit in [MAX_FRAME_LENGTH_CAP, 1 << 28, usize::MAX] {
+        let mut wire = BytesMut::new();
+        assert_eq!(
+            encode_packet(&over, limit, &mut wire),
+            Err(EncodeError::FrameTooLarge {
+                len: MAX_FRAME_LENGTH_CAP + 1,
+                max: MAX_FRAME_LENGTH_CAP,
+            }),
+            "limit {limit}"
+        );
+        assert!(wire.is_empty());
+    }
+    let at = push(MAX_FRAME_LENGTH_CAP - 3);
+    let mut wire = BytesMut::new();
+    encode_packet(&at, usize::MAX, &mut wire).unwrap();
+    assert_eq!(wire.len(), 4 + MAX_FRAME_LENGTH_CAP);
+    let mut codec = NativeCodec::new(MAX_FRAME_LENGTH_CAP, Oversize::Fail).unwrap();
+    assert_eq!(codec.decode(&mut wire), Ok(Some(at)));
+}

@@ -2,6 +2,7 @@
 
 use super::packet::{Packet, MAX_REASON_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN};
 use crate::error::{EncodeError, Field};
+use crate::framing::MAX_FRAME_LENGTH_CAP;
 use crate::parsers::put_varint;
 use bytes::{BufMut, BytesMut};
 
@@ -31,6 +32,8 @@ fn check(field: Field, len: usize, max: usize) -> Result<(), EncodeError> {
 /// Refuses, writing nothing, a packet whose frame would exceed `max_frame_length` or whose fields
 /// break their limits (token over 4,096 bytes, session id empty or over 64, reason over 255).
 /// Routes and topics are checked when their [`Route`](super::Route)/[`Topic`](super::Topic) is built.
+/// A `max_frame_length` above [`MAX_FRAME_LENGTH_CAP`] (16 MiB, the largest frame any gatekit
+/// decoder accepts) counts as that cap, so the length prefix always fits its 4 bytes.
 pub fn encode_packet(
     packet: &Packet,
     max_frame_length: usize,
@@ -49,14 +52,12 @@ pub fn encode_packet(
         Packet::Close(c) => check(Field::Reason, c.reason.len(), MAX_REASON_LEN)?,
         _ => {}
     }
+    let max = max_frame_length.min(MAX_FRAME_LENGTH_CAP);
     let len = frame_len(packet);
-    if len > max_frame_length {
-        return Err(EncodeError::FrameTooLarge {
-            len,
-            max: max_frame_length,
-        });
+    if len > max {
+        return Err(EncodeError::FrameTooLarge { len, max });
     }
-    // max_frame_length is capped at 16 MiB, so the length always fits a 4-byte varint.
+    // The limit is capped at 16 MiB, so the length always fits a 4-byte varint.
     dst.reserve(4 + len);
     put_varint(dst, len as u32);
     dst.put_u8(packet.kind());
