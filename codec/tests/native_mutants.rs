@@ -446,9 +446,8 @@ fn encode_packet_caps_any_limit_at_16_mib() {
     // prefix that no decoder reads (and a debug build panicked). Now the cap applies: the frame
     // just over 16 MiB is refused, naming the cap, and the one at the cap is written and read back.
     use gatekit_codec::MAX_FRAME_LENGTH_CAP;
-    let push = |body_len: usize| {
-        Packet::Push(Push::new(Topic::from_static("t"), vec![b'x'; body_len]))
-    };
+    let push =
+        |body_len: usize| Packet::Push(Push::new(Topic::from_static("t"), vec![b'x'; body_len]));
     // kind 1 + topic length 1 + topic 1 = 3 bytes besides the body.
     let over = push(MAX_FRAME_LENGTH_CAP - 2);
     assert_eq!(frame_len(&over), MAX_FRAME_LENGTH_CAP + 1);
