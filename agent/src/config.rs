@@ -1,7 +1,20 @@
 //! Agent and gate options, with mqant's defaults where mqant has one.
 
-use gatekit_codec::DEFAULT_MAX_FRAME_LENGTH;
+use gatekit_codec::{DEFAULT_MAX_FRAME_LENGTH, MAX_FRAME_LENGTH_CAP};
 use std::time::Duration;
+
+/// What is wrong with an [`AgentConfig`] ([`AgentConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentConfigError {
+    /// `max_frame_length` is 0 or above what any gatekit decoder accepts.
+    #[error("max_frame_length {value} is out of range: it must be 1 to {cap} bytes")]
+    MaxFrameLength {
+        /// The configured value.
+        value: usize,
+        /// The largest allowed ([`MAX_FRAME_LENGTH_CAP`], 16 MiB).
+        cap: usize,
+    },
+}
 
 /// Options for every connection of a gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +48,19 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// Checks the options every part of the gate must agree on. An invalid `max_frame_length`
+    /// would otherwise be replaced by the codec's default on input while the WELCOME, the push
+    /// checks and the buffer bound used the configured value.
+    pub fn validate(&self) -> Result<(), AgentConfigError> {
+        if self.max_frame_length == 0 || self.max_frame_length > MAX_FRAME_LENGTH_CAP {
+            return Err(AgentConfigError::MaxFrameLength {
+                value: self.max_frame_length,
+                cap: MAX_FRAME_LENGTH_CAP,
+            });
+        }
+        Ok(())
+    }
+
     /// The most bytes one connection buffers, whatever its client does, when the driver reads
     /// `read_size` bytes at a time: one frame plus one read of input (the agent stops reading past a
     /// frame); and the write queue limit, plus the one packet that crosses it, plus a final CLOSE
@@ -64,5 +90,45 @@ impl Default for AgentConfig {
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_an_out_of_range_frame_limit() {
+        assert_eq!(AgentConfig::default().validate(), Ok(()));
+        for (value, valid) in [
+            (0, false),
+            (1, true),
+            (MAX_FRAME_LENGTH_CAP, true),
+            (MAX_FRAME_LENGTH_CAP + 1, false),
+        ] {
+            let config = AgentConfig {
+                max_frame_length: value,
+                ..AgentConfig::default()
+            };
+            let expected = if valid {
+                Ok(())
+            } else {
+                Err(AgentConfigError::MaxFrameLength {
+                    value,
+                    cap: MAX_FRAME_LENGTH_CAP,
+                })
+            };
+            assert_eq!(config.validate(), expected, "{value}");
+        }
+        assert_eq!(
+            AgentConfig {
+                max_frame_length: 0,
+                ..AgentConfig::default()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string(),
+            "max_frame_length 0 is out of range: it must be 1 to 16777216 bytes"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The gate: accepts connections, creates one agent per connection through a pluggable factory,
 //! and operates on sessions by id (push, kick, broadcast, count), with graceful shutdown.
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, AgentConfigError};
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
 use crate::handle::{AgentHandle, Command, Commands, HandleError};
@@ -215,8 +215,22 @@ impl GateBuilder {
     }
 
     /// The gate.
+    ///
+    /// # Panics
+    ///
+    /// If the options are invalid ([`AgentConfig::validate`]); [`GateBuilder::try_build`] returns
+    /// the error instead.
     pub fn build(self) -> Gate {
-        Gate {
+        match self.try_build() {
+            Ok(gate) => gate,
+            Err(e) => panic!("invalid gate options: {e}"),
+        }
+    }
+
+    /// The gate, or what is wrong with its options.
+    pub fn try_build(self) -> Result<Gate, AgentConfigError> {
+        self.config.validate()?;
+        Ok(Gate {
             shared: Arc::new(GateShared {
                 config: Arc::new(self.config),
                 services: self.services,
@@ -234,7 +248,7 @@ impl GateBuilder {
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
             }),
-        }
+        })
     }
 }
 
@@ -583,7 +597,7 @@ async fn refuse(mut stream: BoxStream, refusal: Bytes) {
 
 #[cfg(test)]
 mod tests {
-    use super::shrink_if_sparse;
+    use super::*;
     use std::collections::HashMap;
 
     #[test]
@@ -603,5 +617,33 @@ mod tests {
         let cap = small.capacity();
         shrink_if_sparse(&mut small);
         assert_eq!(small.capacity(), cap);
+    }
+
+    #[test]
+    fn try_build_refuses_an_invalid_frame_limit_and_build_accepts_the_default() {
+        let bad = AgentConfig {
+            max_frame_length: gatekit_codec::MAX_FRAME_LENGTH_CAP + 1,
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            Gate::builder().config(bad).try_build().err(),
+            Some(AgentConfigError::MaxFrameLength {
+                value: gatekit_codec::MAX_FRAME_LENGTH_CAP + 1,
+                cap: gatekit_codec::MAX_FRAME_LENGTH_CAP,
+            })
+        );
+        let gate = Gate::builder().build();
+        assert_eq!(gate.config(), &AgentConfig::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid gate options: max_frame_length 0 is out of range")]
+    fn build_panics_naming_the_invalid_option() {
+        let _ = Gate::builder()
+            .config(AgentConfig {
+                max_frame_length: 0,
+                ..AgentConfig::default()
+            })
+            .build();
     }
 }

@@ -37,7 +37,7 @@ pub mod registration;
 pub mod services;
 pub mod session;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, AgentConfigError};
 pub use connection::{
     Action, Call, CallId, CallResult, CloseReason, ConnInfo, Connection, Counters, PushError,
 };

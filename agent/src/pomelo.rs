@@ -55,14 +55,12 @@ pub struct Pomelo {
 impl Pomelo {
     /// The protocol with `config`'s frame limit as the largest package body, and no dictionary.
     pub fn new(config: &AgentConfig) -> Self {
-        let codec =
-            PomeloCodec::new(config.max_frame_length, Oversize::Fail).unwrap_or_else(|_| {
-                PomeloCodec::new(
-                    gatekit_codec::pomelo::DEFAULT_MAX_BODY_LENGTH,
-                    Oversize::Fail,
-                )
-                .expect("the default limit is valid")
-            });
+        // A pomelo body length is 24 bits: a frame limit of 16 MiB is one byte over what it can
+        // say. A gate's options are validated (`AgentConfig::validate`), so the limit is not 0.
+        let max = config
+            .max_frame_length
+            .clamp(1, gatekit_codec::pomelo::MAX_BODY_LENGTH_CAP);
+        let codec = PomeloCodec::new(max, Oversize::Fail).expect("a limit within 1..=the cap");
         Pomelo {
             codec,
             stage: Stage::Handshake,
