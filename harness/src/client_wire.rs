@@ -354,8 +354,9 @@ impl ClientWire for PomeloWire {
 
 /// mqant's MQTT dialect, as an MQTT 3.1.1 client: requests are PUBLISHes on
 /// `echo/HD_say/<id>`, answered on the same topic in mqant's JSON envelope. Bodies travel as hex
-/// text, so that the envelope's `Result` (a JSON string of the echoed text) gives them back
-/// exactly.
+/// text after an `h`, so that the envelope's `Result` (a JSON string of the echoed text) gives
+/// them back exactly: text that is not JSON goes in as a string, and hex digits alone can be
+/// JSON (`7878`, the hex of `xx`, is a number).
 #[derive(Debug)]
 pub struct MqttWire {
     codec: gatekit_codec::mqtt::MqttCodec,
@@ -372,34 +373,56 @@ impl Default for MqttWire {
 /// The topic of the harness's MQTT requests (and notifies, without the id).
 pub const MQTT_ECHO_TOPIC: &str = "echo/HD_say";
 
+/// What starts a hex body: `h` followed by hex digits is never JSON.
+const HEX_MARK: &str = "h";
+
 fn hex(bytes: &[u8]) -> Bytes {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = Vec::with_capacity(HEX_MARK.len() + bytes.len() * 2);
+    s.extend_from_slice(HEX_MARK.as_bytes());
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)]);
+        s.push(DIGITS[usize::from(b & 0x0f)]);
     }
     Bytes::from(s)
 }
 
 fn unhex(text: &str) -> Option<Bytes> {
+    let text = text.strip_prefix(HEX_MARK)?.as_bytes();
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    text.chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
         .collect::<Option<Vec<u8>>>()
         .map(Bytes::from)
 }
 
+/// mqant's answer envelope; `Trace` is not read. `Result` is a string for the harness's answers
+/// (anything else, on an answer without an error, is not one of ours).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Error", borrow)]
+    error: std::borrow::Cow<'a, str>,
+    #[serde(rename = "Result", borrow, default)]
+    result: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// An answer's status and body from mqant's envelope `{"Trace","Error","Result"}`.
 fn mqtt_answer(payload: &[u8]) -> Option<(Status, Bytes)> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let error = v.get("Error")?.as_str()?;
+    let v: Envelope<'_> = serde_json::from_slice(payload).ok()?;
+    let error = &*v.error;
     if error.is_empty() {
-        let result = v.get("Result")?.as_str()?;
+        let result = v.result?;
         return Some((
             Status::Ok,
-            unhex(result).unwrap_or_else(|| Bytes::from(result.to_owned())),
+            unhex(&result).unwrap_or_else(|| Bytes::from(result.into_owned())),
         ));
     }
     let name = error.split(':').next().unwrap_or(error);
@@ -507,5 +530,37 @@ impl ClientWire for MqttWire {
                 v
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_bodies_come_back_exactly_even_when_their_hex_is_a_json_number() {
+        // The hex of "xx" is 7878, a JSON number if sent bare; and bytes of every value.
+        let all: Vec<u8> = (0..=255).collect();
+        for body in [&b"xxxx"[..], b"", b"{}", b"12", &all] {
+            let text = hex(body);
+            let answer = gatekit_agent::mqtt::envelope(Status::Ok, &text);
+            assert_eq!(
+                mqtt_answer(&answer),
+                Some((Status::Ok, Bytes::copy_from_slice(body))),
+                "{body:?} as {text:?} in {answer:?}"
+            );
+        }
+        // Text that is not hex comes back as it is; errors give their status.
+        let plain = gatekit_agent::mqtt::envelope(Status::Ok, &Bytes::from_static(b"hello"));
+        assert_eq!(
+            mqtt_answer(&plain),
+            Some((Status::Ok, Bytes::from_static(b"hello")))
+        );
+        let busy = gatekit_agent::mqtt::envelope(Status::Busy, &Bytes::from_static(b"full"));
+        assert_eq!(mqtt_answer(&busy), Some((Status::Busy, Bytes::new())));
+        // A JSON body is echoed as JSON, not as a string: not one of the harness's answers.
+        let json = gatekit_agent::mqtt::envelope(Status::Ok, &Bytes::from_static(b"{}"));
+        assert_eq!(mqtt_answer(&json), None);
+        assert_eq!(mqtt_answer(b"not json"), None);
     }
 }

@@ -161,7 +161,7 @@ fn rtt_runs_both_servers_in_child_processes() {
         "gatekit rtt",
     );
     assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
-    for server in ["tokio LDC echo", "gatekit gate"] {
+    for server in ["tokio LDC echo", "gatekit gate (native)"] {
         let line = f
             .stderr
             .lines()
@@ -170,7 +170,11 @@ fn rtt_runs_both_servers_in_child_processes() {
         assert!(line.ends_with("failures 0"), "{line}");
         assert!(!line.contains(" 0 round trips/s"), "{line}");
     }
-    assert!(f.stdout.contains("gatekit / raw: rate"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("gatekit native / raw: rate"),
+        "{}",
+        f.stdout
+    );
 }
 
 #[test]
@@ -192,7 +196,7 @@ fn rtt_open_loop_offers_the_rate_asked_for() {
     );
     assert_eq!(f.code, Some(0), "{}\n{}", f.stdout, f.stderr);
     assert!(f.stderr.contains("open loop at 1000"), "{}", f.stderr);
-    for server in ["tokio LDC echo", "gatekit gate"] {
+    for server in ["tokio LDC echo", "gatekit gate (native)"] {
         let line = f
             .stderr
             .lines()
