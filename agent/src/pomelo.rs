@@ -288,8 +288,23 @@ impl Protocol for Pomelo {
                 HandshakeResponse::error(c).to_package()
             }
             Stage::AwaitAck | Stage::Open => {
-                let reason: String = reason.chars().take(200).collect();
-                Kick::new(reason).to_package()
+                // The longest prefix of at most 200 characters whose kick fits the body limit
+                // (the JSON length grows with the prefix), so the kick is never refused unless
+                // even `{"reason":""}` is over the limit.
+                let max = self.codec.max_body_length();
+                let chars: Vec<char> = reason.chars().take(200).collect();
+                let kick = |n: usize| Kick::new(chars[..n].iter().collect::<String>());
+                // Binary search: `fits` fits (or is 0), `over` does not (or is past the end).
+                let (mut fits, mut over) = (0, chars.len() + 1);
+                while over - fits > 1 {
+                    let mid = (fits + over) / 2;
+                    if kick(mid).to_json().len() <= max {
+                        fits = mid;
+                    } else {
+                        over = mid;
+                    }
+                }
+                kick(fits).to_package()
             }
         };
         self.codec.encode(&package, out).is_ok()

@@ -225,15 +225,13 @@ proptest! {
     }
 }
 
-/// Found by the MQTT property (frames of 64 to 95 bytes, since kept out of `MqttWire::FRAMES`): an
-/// answer over the frame limit becomes `internal error: response too large`, but when that does
-/// not fit either (mqant's envelope and the request's topic take some 90 bytes) the answer is
-/// dropped and the connection stays open, so the client waits for it forever
-/// (`Connection::send_response`). The same holds for any protocol whose error answer exceeds the
-/// frame limit (native: frames under 24 bytes). Simplified from the property's shrunk case;
-/// run with `--ignored`.
+/// Found by the MQTT property at frames of 64 to 95 bytes: an answer over the frame limit becomes
+/// `internal error: response too large`, but when that did not fit either (mqant's envelope and
+/// the request's topic take some 90 bytes) the answer was dropped and the connection stayed open,
+/// so the client waited for it forever. Any protocol whose error answer exceeds the frame limit
+/// had it (native: frames under 24 bytes). Now the connection closes `internal`, and that close
+/// explains the loss. Simplified from the property's shrunk case.
 #[test]
-#[ignore = "known bug, reported: an answer that cannot be sent is lost without a close"]
 fn an_answer_that_fits_no_frame_is_not_lost_silently() {
     let params = Params {
         max_in_flight: 1,
@@ -270,17 +268,16 @@ fn an_answer_that_fits_no_frame_is_not_lost_silently() {
             },
         },
     ];
-    // Panics: "mqtt: request 1 never answered, yet no close lost it (ended eof)".
+    // Failed with "mqtt: request 1 never answered, yet no close lost it (ended eof)".
     run::<MqttWire>((params, Some(hello), steps), |_| {});
 }
 
-/// Found by the pomelo property (frames under some 420 bytes, since kept out of
-/// `PomeloWire::FRAMES`): docs/POMELO.md says every close the gate decides sends a kick first, but
-/// the kick's reason is cut to 200 characters, not to the frame limit (the native CLOSE is), so a
-/// long reason (here the error text of an oversized package) makes a kick over the limit, and the
-/// connection closes without it (`Pomelo::encode_close`). Run with `--ignored`.
+/// Found by the pomelo property at frames under some 420 bytes: docs/POMELO.md says every close the
+/// gate decides sends a kick first, but the kick's reason was cut to 200 characters, not to the
+/// frame limit (the native CLOSE is), so a long reason (here the error text of an oversized
+/// package) made a kick over the limit, and the connection closed without it. Now the reason is
+/// cut to fit (`Pomelo::encode_close`).
 #[test]
-#[ignore = "known bug, reported: a pomelo kick over the frame limit is not sent"]
 fn a_pomelo_close_always_kicks() {
     let params = Params {
         max_in_flight: 1,
@@ -293,7 +290,7 @@ fn a_pomelo_close_always_kicks() {
     };
     let send = |pkts| Step::Send { pkts, cuts: vec![] };
     let hello = send(vec![CPkt::Hello { heartbeat: 0 }, CPkt::Ack]);
-    // Panics: "the gate wrote [], the model expects [Close { kind: \"kick\", text: None }]".
+    // Failed with "the gate wrote [], the model expects [Close { kind: \"kick\", text: None }]".
     run::<PomeloWire>(
         (params, Some(hello), vec![send(vec![CPkt::Oversize])]),
         |_| {},

@@ -268,7 +268,7 @@ impl<P: Protocol> Connection<P> {
                 CallResult::Busy => (Status::Busy, Bytes::new()),
                 CallResult::Panicked => (Status::InternalError, Bytes::new()),
             };
-            self.respond(reply, status, body);
+            self.respond(now, reply, status, body);
         }
         self.process_input(now);
     }
@@ -297,7 +297,7 @@ impl<P: Protocol> Connection<P> {
             release_if_empty(&mut self.in_flight);
             self.last_activity = self.last_activity.max(now);
             if let Some(reply) = expired.reply_to {
-                self.respond(reply, Status::Timeout, Bytes::new());
+                self.respond(now, reply, Status::Timeout, Bytes::new());
             }
         }
         if !matches!(self.phase, Phase::Open) {
@@ -775,7 +775,7 @@ impl<P: Protocol> Connection<P> {
         }));
     }
 
-    fn respond(&mut self, reply: P::Reply, status: Status, body: Bytes) {
+    fn respond(&mut self, now: Instant, reply: P::Reply, status: Status, body: Bytes) {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
@@ -785,15 +785,18 @@ impl<P: Protocol> Connection<P> {
                 .fault_state
                 .responses(&self.config.faults, (reply, status, body));
             for (reply, status, body) in answers {
-                self.send_response(&reply, status, &body);
+                if !matches!(self.phase, Phase::Open) {
+                    break;
+                }
+                self.send_response(now, &reply, status, &body);
             }
         }
         #[cfg(not(feature = "fault-injection"))]
-        self.send_response(&reply, status, &body);
+        self.send_response(now, &reply, status, &body);
     }
 
     /// Encodes a response; one over the frame limit becomes `internal error`.
-    fn send_response(&mut self, reply: &P::Reply, status: Status, body: &Bytes) {
+    fn send_response(&mut self, now: Instant, reply: &P::Reply, status: Status, body: &Bytes) {
         let before = self.output.len();
         let encoded = self
             .protocol
@@ -807,7 +810,18 @@ impl<P: Protocol> Connection<P> {
                 .encode_response(reply, Status::InternalError, &too_large, &mut self.output)
                 .is_err()
             {
+                // Not even that fits (a frame limit smaller than the protocol's error answer):
+                // the answer cannot be given, so the connection ends, saying why, rather than
+                // leave the client waiting for it.
                 self.output.truncate(before);
+                self.close_with(
+                    now,
+                    CloseReason::Internal,
+                    Some((
+                        CloseCode::InternalError,
+                        "response too large for the frame limit".into(),
+                    )),
+                );
                 return;
             }
         }

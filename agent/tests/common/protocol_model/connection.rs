@@ -249,7 +249,8 @@ impl<M: WireModel> H<M> {
         }
     }
 
-    /// Answers request `id`; one over the frame limit becomes `internal error`.
+    /// Answers request `id`; one over the frame limit becomes `internal error`, and when not even
+    /// that fits the connection closes `internal` (the answer is lost, and the close says why).
     pub(super) fn respond(&mut self, e: &mut Expect, id: u32, status: Status, body: &Bytes) {
         if self.phase != Phase::Open {
             return;
@@ -259,8 +260,19 @@ impl<M: WireModel> H<M> {
             .wire
             .response(id, status, body)
             .or_else(|| self.wire.response(id, Status::InternalError, &too_large));
-        if let Some(pkt) = answer {
-            self.queue(e, pkt);
+        match answer {
+            Some(pkt) => self.queue(e, pkt),
+            None => {
+                self.lost.insert(id, CloseReason::Internal);
+                self.close_with(
+                    e,
+                    CloseReason::Internal,
+                    Some((
+                        CloseCode::InternalError,
+                        Some("response too large for the frame limit"),
+                    )),
+                )
+            }
         }
     }
 

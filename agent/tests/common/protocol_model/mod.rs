@@ -138,9 +138,8 @@ pub trait WireModel {
     type P: Protocol;
     /// For messages.
     const NAME: &'static str;
-    /// Frame limits to test with: the protocol's closing packet and its `internal error` answer
-    /// must fit the smallest (the agent loses them otherwise: see the `#[ignore]`d tests of
-    /// `state_machine_protocols_props.rs`).
+    /// Frame limits to test with, down to ones too small for the protocol's `internal error`
+    /// answer (the connection then closes `internal`) or for a long closing reason (cut to fit).
     const FRAMES: RangeInclusive<usize> = 64..=512;
 
     /// The model, for a gate configured with `cfg`.

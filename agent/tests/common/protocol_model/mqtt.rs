@@ -83,9 +83,9 @@ impl MqttWire {
 impl WireModel for MqttWire {
     type P = Mqtt;
     const NAME: &'static str = "mqtt";
-    /// mqant's envelope of `internal error: response too large` on the longest request topic takes
-    /// some 90 bytes.
-    const FRAMES: RangeInclusive<usize> = 96..=512;
+    /// Down to frames too small for mqant's envelope of `internal error: response too large` on
+    /// the longest request topic (some 90 bytes: the connection then closes `internal`).
+    const FRAMES: RangeInclusive<usize> = 64..=512;
 
     fn new(cfg: &AgentConfig) -> Self {
         let limits = MqttLimits::default().with_max_packet_size(cfg.max_frame_length);

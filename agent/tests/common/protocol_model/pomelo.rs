@@ -24,6 +24,8 @@ pub struct PomeloWire {
     gate: PomeloCodec,
     out: PomeloCodec,
     stage: Stage,
+    /// The gate's body limit: its kick's reason is cut to fit it.
+    max_body: usize,
 }
 
 impl PomeloWire {
@@ -70,8 +72,9 @@ impl PomeloWire {
 impl WireModel for PomeloWire {
     type P = Pomelo;
     const NAME: &'static str = "pomelo";
-    /// A kick carries up to 200 characters of reason (some 420 bytes of JSON).
-    const FRAMES: RangeInclusive<usize> = 640..=2048;
+    /// Down to frames that hold only a short kick (a kick's reason is cut to fit) and the
+    /// `internal error` answer (about 80 bytes; below that the connection closes `internal`).
+    const FRAMES: RangeInclusive<usize> = 64..=2048;
 
     fn new(cfg: &AgentConfig) -> Self {
         let codec = || PomeloCodec::new(cfg.max_frame_length, Oversize::Fail).unwrap();
@@ -80,6 +83,7 @@ impl WireModel for PomeloWire {
             gate: codec(),
             out: codec(),
             stage: Stage::Handshake,
+            max_body: cfg.max_frame_length,
         }
     }
 
@@ -216,7 +220,15 @@ impl WireModel for PomeloWire {
             },
             Stage::AwaitAck | Stage::Open => Out::Close {
                 kind: "kick".into(),
-                text: text.map(|t| t.chars().take(200).collect()),
+                // At most 200 characters, shortened one at a time until the kick fits.
+                text: text.map(|t| {
+                    let mut t: String = t.chars().take(200).collect();
+                    while !t.is_empty() && po::Kick::new(t.clone()).to_json().len() > self.max_body
+                    {
+                        t.pop();
+                    }
+                    t
+                }),
             },
         })
     }
