@@ -129,9 +129,9 @@ impl Mqtt {
 /// (invalid UTF-8 replaced); an error status puts its name (and the back end's text) in `Error`
 /// and `null` in `Result`.
 ///
-/// Written straight into its buffer: the body is only checked to be JSON ([`Json`]), never built
-/// into a value, so an answer costs one pass over it (building a `serde_json::Value` and printing
-/// it took a fifth of the gate's CPU in `gatekit rtt --protocol mqtt`).
+/// Written straight into its buffer: the body is only checked to be JSON (`Json`, below), never
+/// built into a value, so an answer costs one pass over it (building a `serde_json::Value` and
+/// printing it took a fifth of the gate's CPU in `gatekit rtt --protocol mqtt`).
 pub fn envelope(status: Status, body: &Bytes) -> Bytes {
     fn string(out: &mut Vec<u8>, text: &str) {
         serde_json::to_writer(out, text).expect("a string always serializes");

@@ -66,9 +66,9 @@ pub struct HoldOptions {
     /// Connections to open.
     pub connections: usize,
     /// First source address; every `per_source` connections the next one is used. Without it the
-    /// kernel chooses (one source address, up to [`PER_SOURCE_ADDRESS`](crate::source_address::PER_SOURCE_ADDRESS) connections).
+    /// kernel chooses (one source address, up to [`PER_SOURCE_ADDRESS`] connections).
     pub source: Option<Ipv4Addr>,
-    /// Connections per source address (at most [`PER_SOURCE_ADDRESS`](crate::source_address::PER_SOURCE_ADDRESS)).
+    /// Connections per source address (at most [`PER_SOURCE_ADDRESS`]).
     pub per_source: usize,
     /// Connects and handshakes in flight at once.
     pub concurrency: usize,
