@@ -12,6 +12,13 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn requests_then_close_in_one_write_lose_nothing() {
+    // Bounded: a gate that never writes or never ends the stream fails here instead of hanging.
+    tokio::time::timeout(std::time::Duration::from_secs(10), close_handshake())
+        .await
+        .expect("the close handshakes finished within 10 s");
+}
+
+async fn close_handshake() {
     let learner = Arc::new(RecLearner::default());
     let echo = |_s: Arc<Session>, _f: String, body: Bytes| async move { Ok(body) };
     let gate = Gate::builder()
