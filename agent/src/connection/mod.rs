@@ -785,10 +785,10 @@ impl<P: Protocol> Connection<P> {
                 .fault_state
                 .responses(&self.config.faults, (reply, status, body));
             for (reply, status, body) in answers {
-                if !matches!(self.phase, Phase::Open) {
-                    break;
+                // An answer can close the connection (it fit no frame): none after that.
+                if matches!(self.phase, Phase::Open) {
+                    self.send_response(now, &reply, status, &body);
                 }
-                self.send_response(now, &reply, status, &body);
             }
         }
         #[cfg(not(feature = "fault-injection"))]
