@@ -2,6 +2,8 @@
 //! exactly what the encoder writes for the packet built here under NAME (and decode back to it), or,
 //! for the examples of refused input, decode to exactly the error given here.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::mqtt::{
     ConnAck, Connect, ConnectRefusal, MqttCodec, MqttDecodeError, MqttFrameError, MqttLimits,
@@ -168,41 +170,7 @@ fn expected() -> BTreeMap<&'static str, Example> {
 }
 
 fn doc() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/MQTT.md")).unwrap()
-}
-
-/// (name, bytes) of every example block in the document.
-fn examples(doc: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .trim()
-            .strip_prefix("<!-- example: ")
-            .and_then(|r| r.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        assert_eq!(
-            lines.next().map(str::trim),
-            Some("```hex"),
-            "example {name}: no hex block"
-        );
-        let mut bytes = Vec::new();
-        for l in lines.by_ref() {
-            if l.trim() == "```" {
-                break;
-            }
-            for word in l.split_whitespace() {
-                bytes.push(
-                    u8::from_str_radix(word, 16)
-                        .unwrap_or_else(|_| panic!("{name}: bad hex {word}")),
-                );
-            }
-        }
-        out.push((name.to_owned(), bytes));
-    }
-    out
+    common::doc("MQTT.md")
 }
 
 fn codec(role: Role) -> MqttCodec {
@@ -211,7 +179,7 @@ fn codec(role: Role) -> MqttCodec {
 
 #[test]
 fn mqtt_doc_examples_match_the_codec() {
-    let found = examples(&doc());
+    let found = common::examples(&doc());
     let mut want = expected();
     let mut types = std::collections::BTreeSet::new();
     for (name, bytes) in &found {
@@ -275,18 +243,7 @@ fn mqtt_doc_remaining_length_examples() {
     ] {
         let mut b = BytesMut::new();
         put_remaining_length(&mut b, value);
-        let got: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-        assert_eq!(got.join(" "), hex);
-        let mut shown = value.to_string();
-        let mut i = shown.len();
-        while i > 3 {
-            i -= 3;
-            shown.insert(i, ',');
-        }
-        assert!(
-            doc.contains(&format!("{shown} = `{hex}`")),
-            "MQTT.md lacks `{shown} = `{hex}``"
-        );
+        common::assert_shows_length("MQTT.md", &doc, value as u64, hex, &b);
     }
 }
 

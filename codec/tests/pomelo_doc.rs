@@ -6,6 +6,8 @@
 //! `GATEKIT_PRINT_EXAMPLES=1 cargo test -p gatekit-codec --test pomelo_doc -- --nocapture` prints
 //! the blocks this test expects, for writing the document.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::pomelo::parsers::put_message_id;
 use gatekit_codec::pomelo::{
@@ -83,43 +85,7 @@ fn expected() -> BTreeMap<&'static str, (Package, Option<Message>)> {
 }
 
 fn doc() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/POMELO.md")).unwrap()
-}
-
-/// (name, bytes) of every example block in the document.
-fn examples(doc: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .trim()
-            .strip_prefix("<!-- example: ")
-            .and_then(|r| r.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        assert_eq!(
-            lines.next().map(str::trim),
-            Some("```hex"),
-            "example {name}: no hex block"
-        );
-        let mut bytes = Vec::new();
-        for l in lines.by_ref() {
-            if l.trim() == "```" {
-                break;
-            }
-            // A `|` separates the header from the body, `#` starts a comment.
-            let l = l.split('#').next().unwrap();
-            for word in l.split_whitespace().filter(|w| *w != "|") {
-                bytes.push(
-                    u8::from_str_radix(word, 16)
-                        .unwrap_or_else(|_| panic!("{name}: bad hex {word}")),
-                );
-            }
-        }
-        out.push((name.to_owned(), bytes));
-    }
-    out
+    common::doc("POMELO.md")
 }
 
 fn encode(p: &Package) -> Vec<u8> {
@@ -151,7 +117,7 @@ fn pomelo_doc_examples_match_the_encoder() {
             );
         }
     }
-    let found = examples(&doc());
+    let found = common::examples(&doc());
     let mut want = expected();
     for (name, bytes) in &found {
         let (package, message) = want
@@ -195,18 +161,7 @@ fn pomelo_doc_varint_examples() {
     ] {
         let mut b = BytesMut::new();
         put_message_id(&mut b, value);
-        let got: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-        assert_eq!(got.join(" "), hex);
-        let mut shown = value.to_string();
-        let mut i = shown.len();
-        while i > 3 {
-            i -= 3;
-            shown.insert(i, ',');
-        }
-        assert!(
-            doc.contains(&format!("{shown} = `{hex}`")),
-            "POMELO.md lacks `{shown} = `{hex}``"
-        );
+        common::assert_shows_length("POMELO.md", &doc, value as u64, hex, &b);
     }
 }
 

@@ -1,6 +1,8 @@
 //! docs/PROTOCOL.md cannot drift from the code: every `<!-- example: NAME -->` hex block in it must be
 //! exactly what the encoder writes for the packet built here under NAME, and must decode back to it.
 
+mod common;
+
 use bytes::BytesMut;
 use gatekit_codec::{
     Close, CloseCode, Handshake, MessageId, NativeCodec, Notify, Packet, Push, Request, Response,
@@ -71,45 +73,10 @@ fn expected() -> BTreeMap<&'static str, Packet> {
     ])
 }
 
-/// (name, bytes) of every example block in the document.
-fn examples(doc: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .trim()
-            .strip_prefix("<!-- example: ")
-            .and_then(|r| r.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        assert_eq!(
-            lines.next().map(str::trim),
-            Some("```hex"),
-            "example {name}: no hex block"
-        );
-        let mut bytes = Vec::new();
-        for l in lines.by_ref() {
-            if l.trim() == "```" {
-                break;
-            }
-            for word in l.split_whitespace() {
-                bytes.push(
-                    u8::from_str_radix(word, 16)
-                        .unwrap_or_else(|_| panic!("{name}: bad hex {word}")),
-                );
-            }
-        }
-        out.push((name.to_owned(), bytes));
-    }
-    out
-}
-
 #[test]
 fn protocol_doc_examples_match_the_encoder() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
-        .unwrap();
-    let found = examples(&doc);
+    let doc = common::doc("PROTOCOL.md");
+    let found = common::examples(&doc);
     let mut want = expected();
     let codec = NativeCodec::default();
     for (name, bytes) in &found {
@@ -145,6 +112,7 @@ fn protocol_doc_examples_match_the_encoder() {
 #[test]
 fn protocol_doc_varint_examples() {
     use gatekit_codec::parsers::put_varint;
+    let doc = common::doc("PROTOCOL.md");
     for (value, hex) in [
         (5u32, "05"),
         (127, "7f"),
@@ -154,20 +122,6 @@ fn protocol_doc_varint_examples() {
     ] {
         let mut b = BytesMut::new();
         put_varint(&mut b, value);
-        let got: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-        assert_eq!(got.join(" "), hex);
-        let doc =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
-                .unwrap();
-        let thousands = value.to_string();
-        let shown = if value >= 1000 {
-            format!("{},{:03}", value / 1000, value % 1000)
-        } else {
-            thousands
-        };
-        assert!(
-            doc.contains(&format!("{shown} = `{hex}`")),
-            "PROTOCOL.md lacks `{shown} = {hex}`"
-        );
+        common::assert_shows_length("PROTOCOL.md", &doc, value.into(), hex, &b);
     }
 }
