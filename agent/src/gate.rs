@@ -9,6 +9,7 @@ use crate::protocol::Protocol;
 use crate::registration::Registration;
 use crate::services::{BoxFuture, Services};
 use crate::session::{random_session_id, Session};
+use crate::transport::{Transport, TransportError};
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::{Close, CloseCode, NativeCodec, Packet, Text, Topic};
 use std::collections::HashMap;
@@ -43,6 +44,9 @@ pub struct AgentContext {
     pub info: ConnInfo,
     /// Counters shared with the connection's [`AgentHandle`].
     pub counters: Arc<Counters>,
+    /// When the connection was accepted: its handshake must be done by `accepted_at +
+    /// handshake_timeout`, the transport's handshake (TLS, WebSocket upgrade) included.
+    pub accepted_at: std::time::Instant,
 }
 
 /// Creates and runs the agent of each accepted connection: mqant's `SetCreateAgent`. Swap it to
@@ -95,8 +99,13 @@ impl<P: Protocol> AgentFactory for ProtocolAgent<P> {
 
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
         let protocol = (self.make)(&ctx.config);
-        let conn =
-            Connection::with_protocol(protocol, ctx.config, ctx.info, driver::now(), ctx.counters);
+        let conn = Connection::with_protocol(
+            protocol,
+            ctx.config,
+            ctx.info,
+            ctx.accepted_at,
+            ctx.counters,
+        );
         Box::pin(driver::run(
             conn,
             stream,
@@ -111,7 +120,7 @@ impl AgentFactory for NativeAgent {
     fn run(&self, stream: BoxStream, ctx: AgentContext) -> BoxFuture<()> {
         // The driver's future is boxed as it is (not inside another async block that would keep
         // its own copy of the context).
-        let conn = Connection::with_counters(ctx.config, ctx.info, driver::now(), ctx.counters);
+        let conn = Connection::with_counters(ctx.config, ctx.info, ctx.accepted_at, ctx.counters);
         Box::pin(driver::run(
             conn,
             stream,
@@ -135,6 +144,8 @@ pub(crate) struct GateShared {
     accept_errors: AtomicU64,
     out_of_files: AtomicU64,
     accepted: AtomicU64,
+    transport_failed: AtomicU64,
+    transport_timed_out: AtomicU64,
     shutting_down: AtomicBool,
     stop_accepting: Notify,
     idle: Notify,
@@ -244,6 +255,8 @@ impl GateBuilder {
                 accept_errors: AtomicU64::new(0),
                 out_of_files: AtomicU64::new(0),
                 accepted: AtomicU64::new(0),
+                transport_failed: AtomicU64::new(0),
+                transport_timed_out: AtomicU64::new(0),
                 shutting_down: AtomicBool::new(false),
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
@@ -309,6 +322,26 @@ impl Gate {
         listener: TcpListener,
         factory: Arc<dyn AgentFactory>,
     ) -> JoinHandle<()> {
+        self.accept_loop(listener, None, factory)
+    }
+
+    /// Like [`Gate::serve_with`], with each connection first going through `transport` (TLS,
+    /// WebSocket, ...: see [`crate::transport`]) within its handshake deadline.
+    pub fn serve_over(
+        &self,
+        listener: TcpListener,
+        transport: Arc<dyn Transport>,
+        factory: Arc<dyn AgentFactory>,
+    ) -> JoinHandle<()> {
+        self.accept_loop(listener, Some(transport), factory)
+    }
+
+    fn accept_loop(
+        &self,
+        listener: TcpListener,
+        transport: Option<Arc<dyn Transport>>,
+        factory: Arc<dyn AgentFactory>,
+    ) -> JoinHandle<()> {
         let gate = self.clone();
         tokio::spawn(async move {
             loop {
@@ -321,7 +354,10 @@ impl Gate {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            gate.accept_with(Box::new(stream), "tcp", peer.to_string(), &factory);
+                            match &transport {
+                                None => gate.accept_with(Box::new(stream), "tcp", peer.to_string(), &factory),
+                                Some(t) => gate.accept_over(Box::new(stream), t, peer.to_string(), &factory),
+                            }
                         }
                         Err(e) => {
                             // EMFILE / ENFILE: the process hit its open-file limit. Count it, say
@@ -357,23 +393,90 @@ impl Gate {
         peer: String,
         factory: &Arc<dyn AgentFactory>,
     ) {
+        let Some(ctx) = self.admit(network, peer) else {
+            let code = self.refusal_code();
+            tokio::spawn(refuse(stream, factory.refusal(code)));
+            return;
+        };
+        let conn_id = ctx.registration.conn_id();
+        let task = tokio::spawn(factory.run(stream, ctx));
+        self.set_abort(conn_id, task.abort_handle());
+    }
+
+    /// Like [`Gate::accept_with`], with the stream first going through `transport`, whose
+    /// handshake must end by the connection's handshake deadline (`handshake_timeout` after
+    /// now); the protocol's handshake then has what is left of it. A connection that fails the
+    /// transport's handshake never reaches the agent: it is counted
+    /// ([`Gate::transport_failures`]) and logged at debug level. A connection refused because
+    /// the gate is full still goes through the transport, so the client reads the refusal in its
+    /// own protocol.
+    pub fn accept_over(
+        &self,
+        stream: BoxStream,
+        transport: &Arc<dyn Transport>,
+        peer: String,
+        factory: &Arc<dyn AgentFactory>,
+    ) {
+        let accepted_at = driver::now();
+        let deadline =
+            tokio::time::Instant::from_std(accepted_at + self.shared.config.handshake_timeout);
+        let upgrade = transport.accept(stream);
+        let shared = self.shared.clone();
+        let failed = move |e: Option<TransportError>| match e {
+            Some(e) => {
+                shared.transport_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "transport handshake failed");
+            }
+            None => {
+                shared.transport_timed_out.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("transport handshake timed out");
+            }
+        };
+        let Some(mut ctx) = self.admit(transport.name(), peer) else {
+            let refusal = factory.refusal(self.refusal_code());
+            tokio::spawn(async move {
+                match tokio::time::timeout_at(deadline, upgrade).await {
+                    Ok(Ok(stream)) => refuse(stream, refusal).await,
+                    Ok(Err(e)) => failed(Some(e)),
+                    Err(_) => failed(None),
+                }
+            });
+            return;
+        };
+        ctx.accepted_at = accepted_at;
+        let conn_id = ctx.registration.conn_id();
+        let factory = factory.clone();
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout_at(deadline, upgrade).await {
+                Ok(Ok(stream)) => factory.run(stream, ctx).await,
+                Ok(Err(e)) => failed(Some(e)),
+                Err(_) => failed(None),
+            }
+        });
+        self.set_abort(conn_id, task.abort_handle());
+    }
+
+    /// Why a connection is refused now: the gate is shutting down or full.
+    fn refusal_code(&self) -> CloseCode {
+        if self.shared.is_shutting_down() {
+            CloseCode::Shutdown
+        } else {
+            CloseCode::ServerFull
+        }
+    }
+
+    /// Takes a place for a new connection and makes its context, or refuses it (`None`, counted)
+    /// when the gate is full or shutting down.
+    fn admit(&self, network: &str, peer: String) -> Option<AgentContext> {
         let shared = &self.shared;
         // Take a place first, then check: concurrent callers can never exceed the limit.
         let before = shared.live.fetch_add(1, Ordering::AcqRel);
-        let refusal = if shared.is_shutting_down() {
-            Some(CloseCode::Shutdown)
-        } else if before >= shared.max_connections {
-            Some(CloseCode::ServerFull)
-        } else {
-            None
-        };
-        if let Some(code) = refusal {
+        if shared.is_shutting_down() || before >= shared.max_connections {
             if shared.live.fetch_sub(1, Ordering::AcqRel) == 1 {
                 shared.idle.notify_waiters();
             }
             shared.refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(stream, factory.refusal(code)));
-            return;
+            return None;
         }
         shared.accepted.fetch_add(1, Ordering::Relaxed);
         let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -384,7 +487,7 @@ impl Gate {
             .lock()
             .expect("conns lock")
             .insert(conn_id, (handle.clone(), None));
-        let ctx = AgentContext {
+        Some(AgentContext {
             registration: Registration::new(shared.clone(), conn_id, handle),
             commands,
             config: shared.config.clone(),
@@ -395,10 +498,19 @@ impl Gate {
                 peer,
             },
             counters,
-        };
-        let task = tokio::spawn(factory.run(stream, ctx));
-        if let Some(entry) = shared.conns.lock().expect("conns lock").get_mut(&conn_id) {
-            entry.1 = Some(task.abort_handle());
+            accepted_at: driver::now(),
+        })
+    }
+
+    fn set_abort(&self, conn_id: u64, abort: AbortHandle) {
+        if let Some(entry) = self
+            .shared
+            .conns
+            .lock()
+            .expect("conns lock")
+            .get_mut(&conn_id)
+        {
+            entry.1 = Some(abort);
         }
     }
 
@@ -529,6 +641,15 @@ impl Gate {
         (
             self.shared.accept_errors.load(Ordering::Relaxed),
             self.shared.out_of_files.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Connections whose transport handshake (TLS, WebSocket upgrade) failed, and those whose
+    /// handshake did not end by the handshake deadline, so far.
+    pub fn transport_failures(&self) -> (u64, u64) {
+        (
+            self.shared.transport_failed.load(Ordering::Relaxed),
+            self.shared.transport_timed_out.load(Ordering::Relaxed),
         )
     }
 

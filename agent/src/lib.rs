@@ -6,6 +6,8 @@
 //!   session, counters, routing to back ends, replies, heartbeats, close and disconnect). It is given
 //!   the time and yields what to do; see its module docs for its guarantees.
 //! - [`driver::run`]: a thin tokio driver running a `Connection` over any `AsyncRead + AsyncWrite`.
+//! - [`transport`]: layers in front of the agent — TLS, WebSocket, WSS, a user's own — each a
+//!   [`Transport`] turning the accepted stream into the stream the protocol runs on.
 //! - [`Gate`]: accepts TCP connections (default 127.0.0.1), creates one agent per connection through a
 //!   pluggable [`AgentFactory`] (mqant's `SetCreateAgent`), operates on sessions by id (push, kick,
 //!   bind, broadcast, count), refuses connections past `max_connections`, and shuts down gracefully.
@@ -36,6 +38,7 @@ mod read_scratch;
 pub mod registration;
 pub mod services;
 pub mod session;
+pub mod transport;
 
 pub use config::{AgentConfig, AgentConfigError};
 pub use connection::{
@@ -57,3 +60,4 @@ pub use services::{
     Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, NoStore, Services, SessionStore,
 };
 pub use session::Session;
+pub use transport::{Layered, Tls, Transport, TransportError, WebSocket, WebSocketConfig};

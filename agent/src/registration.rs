@@ -19,6 +19,10 @@ pub struct Registration {
 }
 
 impl Registration {
+    pub(crate) fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
     pub(crate) fn new(gate: Arc<GateShared>, conn_id: u64, handle: AgentHandle) -> Self {
         Registration {
             gate,

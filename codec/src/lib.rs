@@ -7,6 +7,8 @@
 //!   response with message ids, notify, push, ping / pong, close with a reason.
 //! - [`mqtt`] is MQTT 3.1.1 as mqant's clients speak it (`docs/MQTT.md`), [`pomelo`] the pomelo
 //!   protocol of pomelo, pinus, pitaya and nano clients (`docs/POMELO.md`).
+//! - [`websocket`] is RFC 6455 framing and the HTTP/1.1 upgrade, sans-I/O, for carrying any of
+//!   them over WebSocket (`docs/WEBSOCKET.md`).
 //! - [`Framing`] / [`FrameDecoder`] are the generic length-prefix framing underneath, configurable to
 //!   define other protocols (1, 2 or 4-byte lengths in either byte order, or a LEB128 varint; header
 //!   offset, length adjustment, bytes to skip, maximum frame length).
@@ -57,6 +59,7 @@ pub mod parsers;
 pub mod pomelo;
 #[cfg(feature = "tokio")]
 pub mod tokio_codec;
+pub mod websocket;
 
 pub use error::{ConfigError, DecodeError, EncodeError, Field, FrameError, PacketError};
 pub use framing::{

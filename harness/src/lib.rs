@@ -25,6 +25,7 @@ pub mod fake_backend;
 pub mod hold;
 pub mod invariants;
 pub mod listen;
+pub mod listener_transport;
 pub mod procfs;
 pub mod recorder;
 pub mod report;

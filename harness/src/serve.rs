@@ -148,6 +148,8 @@ pub struct ServeOptions {
     pub control: Option<SocketAddr>,
     /// Broadcast this many numbered pushes per second to every session.
     pub push_rate: f64,
+    /// Certificates and WebSocket options of the tls, ws and wss listeners.
+    pub transport: crate::listener_transport::TransportOptions,
     /// Defects injected into the gate's own code.
     #[cfg(feature = "fault-injection")]
     pub faults: gatekit_agent::Faults,
@@ -216,6 +218,7 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
         config.faults = opts.faults.clone();
     }
     let buffer_bound = config.buffer_bound(gatekit_agent::driver::READ_SIZE);
+    let config_for_ws = config.clone();
     let (store, learner): (Arc<dyn SessionStore>, Arc<dyn Learner>) = match &control {
         Some(c) => (c.clone(), c.clone()),
         None => (plain.clone(), plain.clone()),
@@ -239,11 +242,9 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
     for l in &opts.listeners {
         let socket = listener(l.addr, opts.reuse_port).map_err(|e| format!("{l}: {e}"))?;
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
-        bound.push(crate::listen::Listener {
-            protocol: l.protocol,
-            addr,
-        });
-        sockets.push((socket, l.protocol));
+        let transport = crate::listener_transport::transport(l, &opts.transport, &config_for_ws)?;
+        bound.push(crate::listen::Listener { addr, ..l.clone() });
+        sockets.push((socket, l.protocol, transport));
     }
     let local = bound[0].addr;
     let mut control_addr = None;
@@ -271,7 +272,10 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
     });
     let accepts: Vec<_> = sockets
         .into_iter()
-        .map(|(socket, protocol)| gate.serve_with(socket, protocol.factory()))
+        .map(|(socket, protocol, transport)| match transport {
+            None => gate.serve_with(socket, protocol.factory()),
+            Some(t) => gate.serve_over(socket, t, protocol.factory()),
+        })
         .collect();
     report(&GateEvent::Listening {
         addr: local,

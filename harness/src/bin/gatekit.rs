@@ -111,11 +111,26 @@ struct ServeArgs {
     /// Address to listen on for the native protocol (loopback); ignored when --listen is given.
     #[arg(long, default_value = "127.0.0.1:7000")]
     addr: SocketAddr,
-    /// A listener, `protocol+transport://address` (repeatable): native+tcp://127.0.0.1:7000,
-    /// pomelo+tcp://127.0.0.1:3010. Every listener shares the back ends, learner, store and
-    /// sessions.
+    /// A listener, `protocol+transport://address[/path]` (repeatable): protocol native, mqtt or
+    /// pomelo; transport tcp, tls, ws or wss: native+tcp://127.0.0.1:7000,
+    /// native+ws://127.0.0.1:7001/gate, mqtt+wss://127.0.0.1:8084/mqtt. Every listener shares
+    /// the back ends, learner, store and sessions.
     #[arg(long = "listen")]
     listen: Vec<gatekit_harness::listen::Listener>,
+    /// The PEM certificate chain of the tls and wss listeners.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the tls and wss listeners.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Origins allowed on ws and wss listeners (repeatable; the `Origin` browsers send, e.g.
+    /// http://127.0.0.1:8080). Without it any origin is allowed.
+    #[arg(long = "allow-origin")]
+    allow_origin: Vec<String>,
+    /// Serve the browser demo (clients/js/demo.html, gatekit.js) at / on native ws and wss
+    /// listeners.
+    #[arg(long)]
+    demo: bool,
     /// Share the port with other `gatekit serve` processes (SO_REUSEPORT).
     #[arg(long)]
     reuse_port: bool,
@@ -481,10 +496,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     }
     scenario.validate()?;
     let listeners = if args.listen.is_empty() {
-        vec![gatekit_harness::listen::Listener {
-            protocol: gatekit_harness::listen::WireProtocol::Native,
-            addr: args.addr,
-        }]
+        vec![gatekit_harness::listen::Listener::tcp(
+            gatekit_harness::listen::WireProtocol::Native,
+            args.addr,
+        )]
     } else {
         args.listen
     };
@@ -499,6 +514,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         stdin_control: args.stdin_control,
         control: args.control,
         push_rate: args.push_rate,
+        transport: gatekit_harness::listener_transport::TransportOptions {
+            tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| {
+                gatekit_harness::listener_transport::TlsSource::Files { cert, key }
+            }),
+            allowed_origins: (!args.allow_origin.is_empty()).then_some(args.allow_origin),
+            demo: args.demo,
+        },
         #[cfg(feature = "fault-injection")]
         faults: faults(&args.inject_fault)?,
     };
