@@ -62,7 +62,7 @@ fn files_with_ext(dir: &Path, ext: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The fuzz targets (`fuzz/Cargo.toml`); a regression's name starts with one of them and `-`.
-const FUZZ_TARGETS: [&str; 7] = [
+const FUZZ_TARGETS: [&str; 9] = [
     "native_decode",
     "native_roundtrip",
     "framing",
@@ -70,12 +70,14 @@ const FUZZ_TARGETS: [&str; 7] = [
     "mqtt_roundtrip",
     "pomelo_decode",
     "pomelo_roundtrip",
+    "websocket_frame",
+    "websocket_upgrade",
 ];
 
 /// What the replay may find under `corpus/`; anything else is refused, not skipped.
 const CORPUS_RULES: &str = "allowed under corpus/: README.md (in any of its folders), \
     native/golden/<name>.bin, native/malformed/<name>.bin with its <name>.err (both or neither), \
-    mqtt/golden/<name>.bin, pomelo/golden/<name>.bin with its <name>.json (both or neither), \
+    mqtt/golden/<name>.bin, websocket/golden/<name>.bin, pomelo/golden/<name>.bin with its <name>.json (both or neither), \
     regressions/<target>-<name>.bin with <target> one of native_decode, native_roundtrip, framing, \
     mqtt_decode, mqtt_roundtrip, pomelo_decode, pomelo_roundtrip";
 
@@ -140,7 +142,9 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
                 ["native" | "regressions" | "pomelo" | "mqtt"]
                 | ["native", "golden" | "malformed"]
                 | ["pomelo", "golden"]
-                | ["mqtt", "golden"],
+                | ["mqtt", "golden"]
+                | ["websocket"]
+                | ["websocket", "golden"],
             ) => true,
             (true, _) => false,
             (false, [.., "README.md"]) => true,
@@ -168,6 +172,8 @@ fn classify_corpus(dir: &Path) -> Result<Corpus, Vec<String>> {
                 pomelo_json.push(dir.join(&rel));
                 true
             }
+            // Checked by websocket_corpus.rs and websocket_fuzz.rs.
+            (false, ["websocket", "golden", f]) if is_named(f, ".bin") => true,
             (false, ["regressions", f]) if is_regression(f) => {
                 corpus.regressions.push(dir.join(&rel));
                 true

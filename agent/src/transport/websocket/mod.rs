@@ -132,15 +132,10 @@ struct Refusal {
 
 impl From<UpgradeError> for Refusal {
     fn from(e: UpgradeError) -> Self {
-        let headers = if matches!(e, UpgradeError::UnsupportedVersion { .. }) {
-            vec![("Sec-WebSocket-Version", "13")]
-        } else {
-            Vec::new()
-        };
         Refusal {
             status: e.status(),
             reason: e.to_string(),
-            headers,
+            headers: e.response_headers().to_vec(),
         }
     }
 }
