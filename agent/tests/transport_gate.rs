@@ -35,8 +35,8 @@ struct Certs {
 }
 
 fn certs() -> Certs {
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap();
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     Certs {
         cert_pem: c.cert.pem(),
         key_pem: c.signing_key.serialize_pem(),
@@ -144,7 +144,11 @@ async fn the_native_protocol_runs_over_tls_ws_and_wss() {
         let certs = certs();
         let over_tls = start(AgentConfig::default(), Arc::new(tls(&certs, "tls"))).await;
         round_trip(tls_connect(over_tls.addr, &certs).await).await;
-        let over_ws = start(AgentConfig::default(), Arc::new(WebSocket::new(ws_config()))).await;
+        let over_ws = start(
+            AgentConfig::default(),
+            Arc::new(WebSocket::new(ws_config())),
+        )
+        .await;
         let tcp = TcpStream::connect(over_ws.addr).await.unwrap();
         round_trip(ws_connect(tcp, "/gate?room=1").await).await;
         let wss = Layered::new(
@@ -225,8 +229,10 @@ async fn bad_upgrade_requests_get_their_http_status() {
             ),
             (
                 "wrong path",
-                format!("GET /other HTTP/1.1\r\nHost: x\r\n{GOOD}Sec-WebSocket-Protocol: mqtt\r\n\r\n")
-                    .into_bytes(),
+                format!(
+                    "GET /other HTTP/1.1\r\nHost: x\r\n{GOOD}Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+                )
+                .into_bytes(),
                 "404",
             ),
             (
@@ -263,7 +269,11 @@ async fn bad_upgrade_requests_get_their_http_status() {
         assert!(response_start.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(response_start.contains("Sec-WebSocket-Protocol: mqtt\r\n"));
         until(|| f.gate.transport_failures().0 == n).await;
-        assert_eq!(f.learner.connects(), 0, "no refused upgrade reached the agent");
+        assert_eq!(
+            f.learner.connects(),
+            0,
+            "no refused upgrade reached the agent"
+        );
     })
     .await;
 }
@@ -289,9 +299,11 @@ fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// the Close frame's code (and when it came).
 async fn gate_close_code(addr: SocketAddr, bytes: &[u8]) -> (Option<u16>, Duration) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&request_with(&format!("{GOOD}Sec-WebSocket-Protocol: gatekit\r\n")))
-        .await
-        .unwrap();
+    s.write_all(&request_with(&format!(
+        "{GOOD}Sec-WebSocket-Protocol: gatekit\r\n"
+    )))
+    .await
+    .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
@@ -319,7 +331,11 @@ async fn gate_close_code(addr: SocketAddr, bytes: &[u8]) -> (Option<u16>, Durati
 #[tokio::test]
 async fn bad_frames_get_their_close_code_and_others_are_unaffected() {
     bounded(async {
-        let f = start(AgentConfig::default(), Arc::new(WebSocket::new(ws_config()))).await;
+        let f = start(
+            AgentConfig::default(),
+            Arc::new(WebSocket::new(ws_config())),
+        )
+        .await;
         // A good client connected through it all.
         let tcp = TcpStream::connect(f.addr).await.unwrap();
         let mut good = Client::new(ws_connect(tcp, "/gate").await);
@@ -346,17 +362,32 @@ async fn bad_frames_get_their_close_code_and_others_are_unaffected() {
             ("unmasked client frame", unmasked.to_vec(), 1002),
             ("RSV1 set", vec![0xC2, 0x80, 0, 0, 0, 0], 1002),
             ("reserved opcode 3", vec![0x83, 0x80, 0, 0, 0, 0], 1002),
-            ("control frame over 125 bytes", frame(true, 9, &[7; 126]), 1002),
+            (
+                "control frame over 125 bytes",
+                frame(true, 9, &[7; 126]),
+                1002,
+            ),
             ("text frame", frame(true, 1, b"hello"), 1003),
             // Announced in its header; not one payload byte is sent.
             ("message over the limit", too_big.to_vec(), 1009),
-            ("close with code 1005", frame(true, 8, &1005u16.to_be_bytes()), 1002),
-            ("close with code 5000", frame(true, 8, &5000u16.to_be_bytes()), 1002),
+            (
+                "close with code 1005",
+                frame(true, 8, &1005u16.to_be_bytes()),
+                1002,
+            ),
+            (
+                "close with code 5000",
+                frame(true, 8, &5000u16.to_be_bytes()),
+                1002,
+            ),
         ];
         for (what, bytes, code) in cases {
             let (got, took) = gate_close_code(f.addr, &bytes).await;
             assert_eq!(got, Some(code), "{what}");
-            assert!(took < Duration::from_secs(5), "{what}: closed after {took:?}");
+            assert!(
+                took < Duration::from_secs(5),
+                "{what}: closed after {took:?}"
+            );
             // The good client goes on.
             let r = good.request(1, "echo/x", what).await;
             assert_eq!(&r.body[..], what.as_bytes());
@@ -396,7 +427,10 @@ async fn slow_handshakes_end_at_the_one_handshake_deadline() {
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;
         let took = t0.elapsed();
-        assert!(took < Duration::from_millis(1500), "headers dribbled: closed after {took:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "headers dribbled: closed after {took:?}"
+        );
 
         // A TLS handshake dribbled: a real ClientHello, a byte every 100 ms.
         let hello = client_hello(&certs).await;
@@ -410,7 +444,10 @@ async fn slow_handshakes_end_at_the_one_handshake_deadline() {
         }
         let _ = s.read_to_end(&mut Vec::new()).await;
         let took = t0.elapsed();
-        assert!(took < Duration::from_millis(1500), "TLS dribbled: closed after {took:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "TLS dribbled: closed after {took:?}"
+        );
 
         // The upgrade done quickly, then no protocol handshake: the agent's handshake deadline
         // is the same one, counted from accept.
@@ -458,7 +495,9 @@ async fn the_wrong_bytes_for_the_port_are_refused() {
         // Plain protocol bytes to a TLS port: a TLS alert, then the end; no agent runs.
         let over_tls = start(AgentConfig::default(), Arc::new(tls(&certs, "tls"))).await;
         let mut s = TcpStream::connect(over_tls.addr).await.unwrap();
-        s.write_all(b"\x01\x00\x00\x00\x05hello, plain").await.unwrap();
+        s.write_all(b"\x01\x00\x00\x00\x05hello, plain")
+            .await
+            .unwrap();
         let mut got = Vec::new();
         let _ = s.read_to_end(&mut got).await;
         assert_eq!(got.first(), Some(&0x15), "a TLS alert record: {got:?}");
@@ -466,7 +505,11 @@ async fn the_wrong_bytes_for_the_port_are_refused() {
         assert_eq!(over_tls.learner.connects(), 0);
 
         // A ClientHello to a WebSocket port: HTTP 400.
-        let ws = start(AgentConfig::default(), Arc::new(WebSocket::new(ws_config()))).await;
+        let ws = start(
+            AgentConfig::default(),
+            Arc::new(WebSocket::new(ws_config())),
+        )
+        .await;
         let response = upgrade_refused(ws.addr, &client_hello(&certs).await).await;
         assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
 
@@ -504,12 +547,25 @@ fn bad_certificate_files_are_named_in_the_error() {
     let missing = dir.join("missing.pem");
     let cases = [
         (&missing, &key, "TLS certificate file", "missing.pem"),
-        (&garbage, &key, "no CERTIFICATE section found", "garbage.pem"),
-        (&cert, &garbage, "no PRIVATE KEY section found", "garbage.pem"),
+        (
+            &garbage,
+            &key,
+            "no CERTIFICATE section found",
+            "garbage.pem",
+        ),
+        (
+            &cert,
+            &garbage,
+            "no PRIVATE KEY section found",
+            "garbage.pem",
+        ),
         (&cert, &other_key, "TLS certificate", "other-key.pem"),
     ];
     for (c, k, says, names) in cases {
-        let e = Tls::from_pem_files(c, k, &[]).err().expect("refused").to_string();
+        let e = Tls::from_pem_files(c, k, &[])
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains(says), "{e}");
         assert!(e.contains(names), "{e}");
     }
