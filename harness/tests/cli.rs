@@ -263,3 +263,50 @@ fn serve_takes_a_scenario_file_and_its_own_timeouts() {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("/nonexistent/gate.toml"), "{out:?}");
 }
+
+#[test]
+fn a_tls_listener_without_a_usable_certificate_exits_2_naming_it() {
+    let garbage = TempFile::with("not-a-cert.pem", "no PEM here\n");
+    let missing = temp_path("missing-cert.pem");
+    let missing = missing.to_str().unwrap();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--listen", "native+tls://127.0.0.1:0"],
+            "needs --tls-cert and --tls-key",
+        ),
+        (
+            vec![
+                "--listen",
+                "native+wss://127.0.0.1:0/gate",
+                "--tls-cert",
+                missing,
+                "--tls-key",
+                garbage.path(),
+            ],
+            "missing-cert.pem",
+        ),
+        (
+            vec![
+                "--listen",
+                "mqtt+tls://127.0.0.1:0",
+                "--tls-cert",
+                garbage.path(),
+                "--tls-key",
+                garbage.path(),
+            ],
+            "no CERTIFICATE section found",
+        ),
+        (
+            vec!["--listen", "native+tcp://127.0.0.1:0/gate"],
+            "a path applies to ws and wss only",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["serve", "--duration", "1s"];
+        all.extend_from_slice(&args);
+        let out = gatekit(&all, QUICK);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains(says), "{args:?}: {out:?}");
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+    }
+}
