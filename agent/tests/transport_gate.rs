@@ -571,3 +571,30 @@ fn bad_certificate_files_are_named_in_the_error() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_are_both_spoken() {
+    bounded(async {
+        let certs = certs();
+        let f = start(AgentConfig::default(), Arc::new(tls(&certs, "tls"))).await;
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(certs.cert_der.clone()).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = TcpStream::connect(f.addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+            round_trip(stream).await;
+        }
+        until(|| f.learner.disconnects() == 2).await;
+    })
+    .await;
+}
