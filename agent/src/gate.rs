@@ -23,6 +23,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
+/// Refusals (gate full or shutting down) that may run through a transport's handshake at once;
+/// past that, connections to a full gate over a transport are closed without a refusal.
+pub const MAX_TRANSPORT_REFUSALS: usize = 64;
+
 /// A byte stream an agent can run on (TCP, TLS, in-memory pipe...).
 pub trait AgentStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AgentStream for T {}
@@ -146,6 +150,8 @@ pub(crate) struct GateShared {
     accepted: AtomicU64,
     transport_failed: AtomicU64,
     transport_timed_out: AtomicU64,
+    /// Refusals running through a transport's handshake now.
+    transport_refusals: AtomicUsize,
     shutting_down: AtomicBool,
     stop_accepting: Notify,
     idle: Notify,
@@ -257,6 +263,7 @@ impl GateBuilder {
                 accepted: AtomicU64::new(0),
                 transport_failed: AtomicU64::new(0),
                 transport_timed_out: AtomicU64::new(0),
+                transport_refusals: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
@@ -433,13 +440,23 @@ impl Gate {
             }
         };
         let Some(mut ctx) = self.admit(transport.name(), peer) else {
+            // A refusal through a transport costs a handshake (a TLS one costs CPU): at most
+            // MAX_TRANSPORT_REFUSALS run at once, so a flood on a full gate cannot grow without
+            // bound; past that a connection is closed without a word.
+            let refusing = &self.shared.transport_refusals;
+            if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_TRANSPORT_REFUSALS {
+                refusing.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
             let refusal = factory.refusal(self.refusal_code());
+            let shared = self.shared.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout_at(deadline, upgrade).await {
                     Ok(Ok(stream)) => refuse(stream, refusal).await,
                     Ok(Err(e)) => failed(Some(e)),
                     Err(_) => failed(None),
                 }
+                shared.transport_refusals.fetch_sub(1, Ordering::AcqRel);
             });
             return;
         };

@@ -598,3 +598,34 @@ async fn tls_1_2_and_1_3_are_both_spoken() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_full_gate_refuses_through_the_transport_in_the_protocol() {
+    bounded(async {
+        let learner = Arc::new(RecLearner::default());
+        let gate = Gate::builder()
+            .services(Services {
+                backends: echo(),
+                learner: learner.clone(),
+                ..Default::default()
+            })
+            .max_connections(1)
+            .build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(gate.serve_over(
+            listener,
+            Arc::new(WebSocket::new(ws_config())),
+            Arc::new(NativeAgent),
+        ));
+        let mut first =
+            Client::new(ws_connect(TcpStream::connect(addr).await.unwrap(), "/gate").await);
+        first.handshake().await;
+        let mut second =
+            Client::new(ws_connect(TcpStream::connect(addr).await.unwrap(), "/gate").await);
+        second.expect_close(CloseCode::ServerFull).await;
+        assert_eq!(gate.accepted_refused(), (1, 1));
+        first.close().await;
+    })
+    .await;
+}
