@@ -66,3 +66,29 @@ fn the_browser_client_talks_to_the_gate_from_chromium() {
     assert!(result["pushes"].as_u64().unwrap_or(0) >= 1, "{result}");
     assert_eq!(serve.stop(), Some(0));
 }
+
+/// The browser client's own tests (`node --test clients/js/test/`: the codec against every golden
+/// and malformed frame of corpus/native, frames split at every byte, the client against a fake
+/// gate: requests, pushes, heartbeat, close, reconnect).
+#[test]
+fn the_browser_clients_own_tests_pass_under_node() {
+    if !peer_ready(
+        "the_browser_clients_own_tests_pass_under_node",
+        have_program("node"),
+    ) {
+        return;
+    }
+    let child = Command::new("node")
+        .arg("--test")
+        .arg(repo_root().join("clients/js/test/"))
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let out = finish(child, Duration::from_secs(120), "node --test clients/js/test/");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("# fail 0"), "{}", out.stdout);
+    assert!(!out.stdout.contains("# pass 0\n"), "no test ran: {}", out.stdout);
+}
