@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """An mqant game client on paho-mqtt (2.x), run against `gatekit serve --listen mqtt+tcp://...` by
-harness/tests/peers_mqtt.rs.
+harness/tests/peers_mqtt.rs, and over WebSocket and TLS by harness/tests/peers_transports.rs.
 
-    python3 client.py PORT
+    python3 client.py PORT                                          # MQTT over TCP
+    python3 client.py PORT --transport websockets --path /mqtt      # mqtt+ws://
+    python3 client.py PORT --transport websockets --path /mqtt --tls-ca ca.pem   # mqtt+wss://
+    python3 client.py PORT --tls-ca ca.pem                          # mqtt+tls://
+
+Over WebSocket paho offers the subprotocol `mqtt` and sends each packet as binary messages; with
+`--tls-ca` it verifies the gate's certificate (and host name, 127.0.0.1) against that file.
 
 As mqant's clients do: CONNECT (MQTT 3.1.1, user name and password, keep-alive 30), SUBSCRIBE to
 the reply topics and to the pushes, a request on echo/HD_say/1 at QoS 0 and one on echo/HD_say/2
@@ -11,6 +17,7 @@ notify (no msgid), a push received, DISCONNECT. Every step is one JSON line on s
 exits 1. Loopback only; 20 s at most.
 """
 
+import argparse
 import json
 import queue
 import sys
@@ -18,7 +25,13 @@ import time
 
 import paho.mqtt.client as mqtt
 
-port = int(sys.argv[1])
+args = argparse.ArgumentParser(description="An mqant game client on paho-mqtt.")
+args.add_argument("port", type=int, help="the gate's MQTT port on 127.0.0.1")
+args.add_argument("--transport", choices=["tcp", "websockets"], default="tcp")
+args.add_argument("--path", default="/mqtt", help="the WebSocket path (--transport websockets)")
+args.add_argument("--tls-ca", metavar="FILE", help="TLS, verifying the gate against these CAs")
+args = args.parse_args()
+port = args.port
 events = queue.Queue()
 
 
@@ -62,14 +75,24 @@ def on_message(client, userdata, msg):
 
 
 client = mqtt.Client(
-    mqtt.CallbackAPIVersion.VERSION2, client_id="paho-game", protocol=mqtt.MQTTv311
+    mqtt.CallbackAPIVersion.VERSION2,
+    client_id="paho-game",
+    protocol=mqtt.MQTTv311,
+    transport=args.transport,
 )
+if args.transport == "websockets":
+    client.ws_set_options(path=args.path)
+if args.tls_ca:
+    client.tls_set(ca_certs=args.tls_ca)
 client.username_pw_set("player", "secret")
 client.on_connect = on_connect
 client.on_subscribe = on_subscribe
 client.on_publish = on_publish
 client.on_message = on_message
-client.connect("127.0.0.1", port, keepalive=30)
+try:
+    client.connect("127.0.0.1", port, keepalive=30)
+except Exception as e:  # a refused upgrade, a TLS failure: say which
+    fail(f"connect: {type(e).__name__}: {e}")
 client.loop_start()
 
 say("connack", code=expect("connack")[0])

@@ -1,13 +1,22 @@
 #!/usr/bin/env node
 // A pomelo client built on the NetEase reference encoder (pomelo-protocol 0.1.6), run against
-// `gatekit serve --listen pomelo+tcp://...` by harness/tests/peers_pomelo.rs.
+// `gatekit serve --listen pomelo+tcp://...` by harness/tests/peers_pomelo.rs, and over WebSocket
+// (`pomelo+ws://`) by harness/tests/peers_transports.rs.
 //
-//   node client.js PORT
+//   node client.js PORT                                                  # TCP, as before
+//   node --experimental-websocket client.js --ws ws://127.0.0.1:PORT/ [--kick]
 //
 // It does what a pomelo game client does, as the official client does it: handshake
 // {"sys":{"type":"js-tcp","version":"0.0.1","rsa":{}},"user":{}}, ack, waits for the server's first
 // heartbeat, then heartbeats at the interval it was given; a request to echo.handler.say and its
 // response; a notify; waits for a push; then stops heartbeating and waits for the gate to kick it.
+//
+// With --ws it connects with Node's WebSocket (undici's, global in Node 20 with
+// --experimental-websocket, by default from Node 22) as pomelo's WebSocket client
+// (pomelo-jsclient-websocket) does: handshake type "js-websocket", each package one binary
+// message, no subprotocol. After the push it closes the WebSocket (code 1000, "bye") and prints the
+// close code the gate answered with; with --kick it waits for the kick instead, as over TCP.
+//
 // Every step is printed as one JSON line on stdout; any failure exits 1. Bounded: 20 s in all.
 'use strict';
 
@@ -15,9 +24,13 @@ const net = require('net');
 const Protocol = require('pomelo-protocol');
 const { Package, Message } = Protocol;
 
-const port = Number(process.argv[2]);
-if (!port) {
-    console.error('usage: node client.js PORT');
+const argv = process.argv.slice(2);
+const wsAt = argv.indexOf('--ws');
+const wsUrl = wsAt >= 0 ? argv[wsAt + 1] : null;
+const waitKick = !wsUrl || argv.includes('--kick');
+const port = wsUrl ? 0 : Number(argv[0]);
+if (wsUrl ? !/^wss?:\/\//.test(wsUrl) : !port) {
+    console.error('usage: node client.js PORT | node client.js --ws ws://HOST:PORT/ [--kick]');
     process.exit(2);
 }
 
@@ -32,8 +45,40 @@ function fail(why) {
 
 setTimeout(() => fail('timed out after 20 s'), 20000).unref();
 
-const socket = net.connect({ host: '127.0.0.1', port });
-socket.setNoDelay(true);
+// The connection: a TCP socket, or a WebSocket behind the same write/on-data interface.
+let socket;
+if (wsUrl) {
+    if (typeof WebSocket === 'undefined') {
+        fail('no global WebSocket: run node with --experimental-websocket (Node 20/21)');
+    }
+    const ws = new WebSocket(wsUrl);
+    ws.binaryType = 'arraybuffer';
+    const handlers = {};
+    socket = {
+        on(event, f) {
+            handlers[event] = f;
+        },
+        write(bytes) {
+            ws.send(bytes);
+        },
+        close() {
+            ws.close(1000, 'bye');
+        },
+    };
+    ws.onopen = () => {
+        say('ws_open', { protocol: ws.protocol, extensions: ws.extensions });
+        handlers.connect();
+    };
+    ws.onmessage = (e) => {
+        if (typeof e.data === 'string') fail(`a text message: ${e.data.slice(0, 64)}`);
+        handlers.data(Buffer.from(e.data));
+    };
+    ws.onerror = (e) => fail(`WebSocket error: ${e.message || e.error || e.type}`);
+    ws.onclose = (e) => handlers.close(e);
+} else {
+    socket = net.connect({ host: '127.0.0.1', port });
+    socket.setNoDelay(true);
+}
 let buffer = Buffer.alloc(0);
 let heartbeatSecs = 0;
 let heartbeatTimer = null;
@@ -82,9 +127,16 @@ function onPackage(p) {
                 stage = 'push';
             } else if (m.type === Message.TYPE_PUSH && stage === 'push') {
                 say('push', { route: m.route, bytes: m.body.length });
-                // Stop heartbeating: the gate must kick this client after two silent heartbeats.
                 clearInterval(heartbeatTimer);
-                stage = 'kick';
+                if (waitKick) {
+                    // Stop heartbeating: the gate must kick this client after two silent
+                    // heartbeats.
+                    stage = 'kick';
+                } else {
+                    // Close the WebSocket: the gate must answer the Close frame.
+                    stage = 'closing';
+                    socket.close();
+                }
             }
             break;
         }
@@ -113,13 +165,15 @@ socket.on('data', (chunk) => {
 });
 
 socket.on('error', (e) => fail(e));
-socket.on('close', () => {
-    if (stage !== 'kicked') fail(`closed at stage ${stage}`);
-    say('closed');
+socket.on('close', (e) => {
+    if (stage !== (waitKick ? 'kicked' : 'closing')) fail(`closed at stage ${stage}`);
+    // Over WebSocket: the Close frame the gate sent, and whether the close handshake completed.
+    say('closed', wsUrl ? { code: e.code, reason: e.reason, clean: e.wasClean } : {});
     process.exit(0);
 });
 
 socket.on('connect', () => {
-    const hs = { sys: { type: 'js-tcp', version: '0.0.1', rsa: {} }, user: {} };
+    const type = wsUrl ? 'js-websocket' : 'js-tcp';
+    const hs = { sys: { type, version: '0.0.1', rsa: {} }, user: {} };
     send(Package.TYPE_HANDSHAKE, Protocol.strencode(JSON.stringify(hs)));
 });
