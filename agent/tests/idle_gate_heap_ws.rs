@@ -81,7 +81,10 @@ fn read_packet(s: &mut TcpStream, codec: &mut NativeCodec) -> Packet {
     let mut payload = vec![0u8; head[1] as usize];
     s.read_exact(&mut payload).unwrap();
     let mut buf = BytesMut::from(&payload[..]);
-    let p = codec.decode(&mut buf).unwrap().expect("one whole packet per frame");
+    let p = codec
+        .decode(&mut buf)
+        .unwrap()
+        .expect("one whole packet per frame");
     assert!(buf.is_empty(), "one packet per frame");
     p
 }
@@ -147,7 +150,11 @@ fn an_idle_websocket_connection_costs_the_gate_less_than_the_bound() {
     let ws = WebSocketConfig::for_frame_length(AgentConfig::default().max_frame_length);
     {
         let _runtime = rt.enter();
-        drop(gate.serve_over(listener, Arc::new(WebSocket::new(ws)), Arc::new(NativeAgent)));
+        drop(gate.serve_over(
+            listener,
+            Arc::new(WebSocket::new(ws)),
+            Arc::new(NativeAgent),
+        ));
     }
     let codec = NativeCodec::default();
     let mut handshake = BytesMut::new();

@@ -563,8 +563,7 @@ fn bad_certificate_files_are_named_in_the_error() {
     ];
     for (c, k, says, names) in cases {
         let e = Tls::from_pem_files(c, k, &[])
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(e.contains(says), "{e}");
         assert!(e.contains(names), "{e}");
