@@ -56,6 +56,7 @@ where
         registration,
         calls: CallSet::Empty,
         pending: None,
+        unflushed: false,
         armed: None,
     };
     driver.run()
@@ -77,6 +78,10 @@ struct Driver<P: Protocol, S> {
     calls: CallSet<CallOutput>,
     /// Output handed out by the state machine, not yet fully written.
     pending: Option<Bytes>,
+    /// Whether bytes were written since the stream was last flushed. A socket needs no flush, but
+    /// a layer may hold written bytes until flushed (tokio-rustls keeps TLS records it could not
+    /// send at once; a buffered writer keeps everything).
+    unflushed: bool,
     /// The deadline the timer is set to.
     armed: Option<tokio::time::Instant>,
     call_limit: Duration,
@@ -133,8 +138,18 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                             if p.is_empty() {
                                 self.pending = None;
                             }
+                            self.unflushed = true;
                             self.conn.handle_written(n);
                         }
+                    }
+                    continue;
+                }
+            } else if self.unflushed {
+                // Everything handed out is written: flush it through the stream's layers.
+                if let Poll::Ready(flushed) = Pin::new(&mut self.stream).poll_flush(cx) {
+                    self.unflushed = false;
+                    if flushed.is_err() {
+                        self.conn.handle_io_error(now());
                     }
                     continue;
                 }

@@ -628,3 +628,34 @@ async fn a_full_gate_refuses_through_the_transport_in_the_protocol() {
     })
     .await;
 }
+
+/// A layer that keeps what is written until it is flushed (as tokio-rustls keeps TLS records the
+/// socket did not take): the driver flushes once its output is written, so answers never wait
+/// for a later write.
+#[tokio::test]
+async fn output_held_by_a_layer_is_flushed() {
+    bounded(async {
+        let gate = Gate::builder()
+            .services(Services {
+                backends: echo(),
+                ..Default::default()
+            })
+            .build();
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        gate.accept(
+            Box::new(tokio::io::BufWriter::new(server)),
+            "buffered",
+            "peer".into(),
+        );
+        let mut c = Client::new(client);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            c.handshake().await;
+            let r = c.request(1, "echo/x", b"flushed").await;
+            assert_eq!(&r.body[..], b"flushed");
+            c.ping().await;
+        })
+        .await
+        .expect("the gate's answers stayed in the layer's buffer");
+    })
+    .await;
+}

@@ -5,7 +5,11 @@
 //! It reports on stdout as JSON lines ([`WorkerEvent`]), for `gatekit scale`, which starts several
 //! of these next to several `gatekit serve` processes. A worker that reaches its open-file limit
 //! says so and stops (exit status 2) instead of hanging.
+//!
+//! Every connection goes over `--transport` (tcp, tls, ws, wss: [`ClientTransport`]) before its
+//! native handshake; tls and wss check the gate's certificate against `--tls-ca`.
 
+use crate::client_transport::{ClientStream, ClientTransport};
 use crate::procfs;
 use crate::source_address::{connect_from, source_for, PER_SOURCE_ADDRESS};
 use crate::tcp::require_loopback;
@@ -19,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 /// File descriptors a worker keeps for itself (standard streams, the runtime's epoll and wakers).
@@ -78,6 +81,8 @@ pub struct HoldOptions {
     pub handshake_timeout: Duration,
     /// Hold this long, then leave (`None`: until standard input closes).
     pub hold: Option<Duration>,
+    /// The transport every connection goes over.
+    pub transport: ClientTransport,
 }
 
 #[derive(Default)]
@@ -124,7 +129,7 @@ pub fn check_open_file_limit(connections: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn connect(opts: &HoldOptions, i: usize) -> std::io::Result<TcpStream> {
+async fn connect(opts: &HoldOptions, i: usize) -> std::io::Result<ClientStream> {
     let source = match opts.source {
         Some(first) => Some(source_for(first, i, opts.per_source)),
         None if opts.connections > PER_SOURCE_ADDRESS => Some(source_for(
@@ -134,18 +139,24 @@ async fn connect(opts: &HoldOptions, i: usize) -> std::io::Result<TcpStream> {
         )),
         None => None,
     };
-    connect_from(opts.target, source).await
+    let tcp = connect_from(opts.target, source).await?;
+    opts.transport.connect(tcp).await
+}
+
+/// Writes `bytes` and flushes them (a TLS or WebSocket layer may otherwise keep some queued).
+async fn send(stream: &mut ClientStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Reads packets until a WELCOME; returns its ping interval.
 async fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     wire: &Wire,
     codec: &mut NativeCodec,
     input: &mut BytesMut,
 ) -> Result<u16, String> {
-    stream
-        .write_all(&wire.handshake)
+    send(stream, &wire.handshake)
         .await
         .map_err(|e| format!("sending HANDSHAKE: {e}"))?;
     loop {
@@ -185,7 +196,7 @@ async fn one_connection(
     let attempt = tokio::time::timeout(opts.handshake_timeout, async {
         let mut stream = connect(&opts, i).await.map_err(|e| {
             let files = procfs::is_out_of_files(&e);
-            (format!("connect: {e}"), files)
+            (format!("connect over {}: {e}", opts.transport.kind), files)
         })?;
         let ping = handshake(&mut stream, &wire, &mut codec, &mut input)
             .await
@@ -223,7 +234,7 @@ async fn one_connection(
             _ = leave.changed() => break,
             _ = tokio::time::sleep_until(next) => {
                 next += every;
-                if stream.write_all(&wire.ping).await.is_err() {
+                if send(&mut stream, &wire.ping).await.is_err() {
                     stats.closed_by_gate.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
@@ -240,7 +251,7 @@ async fn one_connection(
                     while let Ok(Some(p)) = codec.decode(&mut input) {
                         match p {
                             Packet::Pong => { stats.pongs.fetch_add(1, Ordering::Relaxed); }
-                            Packet::Ping => { let _ = stream.write_all(&wire.pong).await; }
+                            Packet::Ping => { let _ = send(&mut stream, &wire.pong).await; }
                             Packet::Close(_) => closed = true,
                             _ => {}
                         }

@@ -19,6 +19,7 @@
 
 pub mod answer_deadline;
 pub mod client;
+pub mod client_transport;
 pub mod client_wire;
 pub mod control;
 pub mod fake_backend;

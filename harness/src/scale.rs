@@ -10,8 +10,15 @@
 //!
 //! Each count is run `runs` times; the table shows medians. The open-file limit is checked before
 //! anything starts, and a process that hits it anyway stops the run with its message.
+//!
+//! With a transport other than tcp (`--transport tls|ws|wss`), the gates listen on
+//! `native+TRANSPORT://` (tls and wss with the harness's self-signed certificate, written to a
+//! temporary directory for `--tls-cert`/`--tls-key`) and the workers connect over it, trusting
+//! that certificate (`--tls-ca`). Memory per connection then includes the transport's state.
 
+use crate::client_transport::SelfSignedCert;
 use crate::hold::{WorkerEvent, RESERVED_FILES};
+use crate::listen::TransportKind;
 use crate::procfs;
 use crate::serve::{GateEvent, GateStatus};
 use crate::source_address::{Sources, DEFAULT_PER_SOURCE};
@@ -22,8 +29,22 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The gate memory allowed per idle connection (issue 5's target), bytes.
+/// The gate memory allowed per idle connection (issue 5's target, and the transports issue's
+/// over ws), bytes.
 pub const TARGET_BYTES_PER_CONNECTION: f64 = 4096.0;
+
+/// The gate memory allowed per idle connection over tls and wss (the transports issue's target),
+/// bytes.
+pub const TARGET_BYTES_PER_TLS_CONNECTION: f64 = 8192.0;
+
+/// The memory target per idle connection over `transport`, bytes.
+pub fn target_bytes(transport: TransportKind) -> f64 {
+    if transport.is_tls() {
+        TARGET_BYTES_PER_TLS_CONNECTION
+    } else {
+        TARGET_BYTES_PER_CONNECTION
+    }
+}
 
 /// Options of `gatekit scale`.
 #[derive(Debug, Clone)]
@@ -46,6 +67,8 @@ pub struct ScaleOptions {
     pub concurrency: usize,
     /// Fail a count whose median gate memory per connection is above this, bytes.
     pub max_bytes_per_connection: Option<f64>,
+    /// The transport under the native protocol.
+    pub transport: TransportKind,
 }
 
 /// One run at one connection count.
@@ -82,6 +105,8 @@ pub struct ScaleRun {
 pub struct ScaleLevel {
     /// Connections.
     pub connections: usize,
+    /// The transport.
+    pub transport: TransportKind,
     /// Gate processes.
     pub gates: usize,
     /// Worker processes.
@@ -337,13 +362,24 @@ fn gate_rss(fleet: &Fleet) -> u64 {
         .sum()
 }
 
-/// Runs `connections` once.
+/// Runs `connections` once; `cert` is the gates' certificate over tls and wss.
 pub fn run_once(
     opts: &ScaleOptions,
     connections: usize,
     workers: usize,
     sources: &mut Sources,
+    cert: Option<&SelfSignedCert>,
 ) -> Result<ScaleRun, String> {
+    let cert_files = match (opts.transport.is_tls(), cert.and_then(|c| c.files.as_ref())) {
+        (false, _) => None,
+        (true, Some(files)) => Some(files),
+        (true, None) => {
+            return Err(format!(
+                "scale over {} needs a certificate in files",
+                opts.transport
+            ))
+        }
+    };
     let (tx, rx) = mpsc::channel();
     let mut inbox = Inbox {
         rx,
@@ -354,20 +390,29 @@ pub fn run_once(
         workers: Vec::new(),
     };
     let gate_args = |addr: &str| -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             "serve".into(),
             "--json".into(),
             "--stdin-control".into(),
             "--reuse-port".into(),
-            "--addr".into(),
-            addr.into(),
+            "--listen".into(),
+            format!("native+{}://{addr}", opts.transport),
             "--duration".into(),
             "2h".into(),
             "--status-every".into(),
             "100ms".into(),
             "--max-connections".into(),
             "1000000".into(),
-        ]
+        ];
+        if let Some((c, k)) = cert_files {
+            args.extend([
+                "--tls-cert".into(),
+                c.display().to_string(),
+                "--tls-key".into(),
+                k.display().to_string(),
+            ]);
+        }
+        args
     };
     // The first gate picks the port; the others share it.
     let mut port = 0;
@@ -400,7 +445,7 @@ pub fn run_once(
     for k in 0..workers {
         let n = connections / workers + usize::from(k < connections % workers);
         let source = sources.take(n.div_ceil(DEFAULT_PER_SOURCE));
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "hold".into(),
             "--target".into(),
             target.clone(),
@@ -412,7 +457,12 @@ pub fn run_once(
             format!("{}s", opts.ping.as_secs().max(1)),
             "--concurrency".into(),
             opts.concurrency.to_string(),
+            "--transport".into(),
+            opts.transport.name().into(),
         ];
+        if let Some((c, _)) = cert_files {
+            args.extend(["--tls-ca".into(), c.display().to_string()]);
+        }
         fleet
             .workers
             .push(Proc::start(&opts.exe, &args, "worker", k, tx.clone())?);
@@ -513,6 +563,11 @@ pub fn run(
 ) -> Result<Vec<ScaleLevel>, String> {
     let mut levels = Vec::new();
     let mut sources = Sources::default();
+    let cert = if opts.transport.is_tls() {
+        Some(SelfSignedCert::new(true)?)
+    } else {
+        None
+    };
     for &connections in &opts.levels {
         let workers = if opts.workers == 0 {
             workers_needed(connections)
@@ -522,7 +577,7 @@ pub fn run(
         check_plan(connections, opts.gates, workers)?;
         let mut runs = Vec::new();
         for _ in 0..opts.runs.max(1) {
-            let r = run_once(opts, connections, workers, &mut sources)?;
+            let r = run_once(opts, connections, workers, &mut sources, cert.as_ref())?;
             progress(&r);
             runs.push(r);
         }
@@ -533,6 +588,7 @@ pub fn run(
         });
         levels.push(ScaleLevel {
             connections,
+            transport: opts.transport,
             gates: opts.gates,
             workers,
             handshakes_per_sec: median(runs.iter().map(|r| r.handshakes_per_sec).collect()),
@@ -549,18 +605,21 @@ pub fn run(
 pub fn table(levels: &[ScaleLevel], max_bytes: Option<f64>) -> String {
     let mut s = String::new();
     s.push_str(
-        "connections  gates  workers  runs  handshakes/s  gate RSS/conn  vs 4 KiB  all Disconnects (s)  result\n",
+        "connections  transport  gates  workers  runs  handshakes/s  gate RSS/conn  vs target  all Disconnects (s)  result\n",
     );
     for l in levels {
+        let target = target_bytes(l.transport);
         s.push_str(&format!(
-            "{:>11}  {:>5}  {:>7}  {:>4}  {:>12.0}  {:>9.0} B  {:>7.2}×  {:>13} ({:.2})  {}\n",
+            "{:>11}  {:>9}  {:>5}  {:>7}  {:>4}  {:>12.0}  {:>9.0} B  {:>4.2}× {:<3}  {:>13} ({:.2})  {}\n",
             l.connections,
+            l.transport.name(),
             l.gates,
             l.workers,
             l.runs.len(),
             l.handshakes_per_sec,
             l.bytes_per_connection,
-            l.bytes_per_connection / TARGET_BYTES_PER_CONNECTION,
+            l.bytes_per_connection / target,
+            format!("{}K", target as u64 / 1024),
             if l.all_disconnects { "yes" } else { "NO" },
             l.disconnect_secs,
             if l.passed(max_bytes) { "PASS" } else { "FAIL" }

@@ -6,9 +6,37 @@
 //! own (alternately `Gate::broadcast_each` and `Gate::push` to each session, each push numbered,
 //! each acceptance recorded). Against `--target`, it sees what a client sees, plus the gate's side
 //! when the gate has a control endpoint (`gatekit serve --control`, [`crate::control`]).
+//!
+//! ## Transports
+//!
+//! Every run goes over one transport ([`TcpRun::transport`]): plain TCP, TLS, WebSocket or
+//! WebSocket over TLS. The built-in gate then listens through the same layers `gatekit serve
+//! --listen PROTOCOL+TRANSPORT://..` builds ([`crate::listener_transport::transport`]), with a
+//! self-signed certificate the clients trust; against `--target`, the clients trust `--tls-ca`.
+//! Each client does its transport handshake ([`ClientTransport::connect`]) before its protocol
+//! handshake, within its connect timeout. The behaviours mean the same over every transport, on
+//! the protocol's bytes inside it:
+//!
+//! - a **dribbling** client writes each byte on its own: over TLS one record per byte, over a
+//!   WebSocket one binary frame per byte;
+//! - a **slowloris** completes the transport handshake (TLS, upgrade) and never sends its
+//!   protocol handshake; the gate's one handshake deadline covers both;
+//! - **drop** and **drop mid-frame** drop the TCP socket with no TLS close_notify and no
+//!   WebSocket Close (half a protocol frame in a whole WebSocket frame, for the latter);
+//! - a **slow consumer** shrinks its TCP receive buffer and stops reading; over TLS the gate's
+//!   rustls connection also queues up to [`TLS_SEND_BUFFER`] bytes of records once the socket is
+//!   full, which counts in what the gate may hold before it must close it (the WebSocket layer
+//!   queues no payload);
+//! - **garbage** goes inside well-formed TLS records and WebSocket frames: it is the protocol
+//!   that must refuse it;
+//! - a **graceful** client without a goodbye packet (pomelo) closes its side: TLS close_notify,
+//!   or a WebSocket Close frame.
 
 use crate::client::{push_body, Behavior, Ending, SimClient};
+use crate::client_transport::{ClientStream, ClientTransport, ClientTransportOptions, TrustRoot};
 use crate::fake_backend::EchoBackend;
+use crate::listen::{Listener, TransportKind};
+use crate::listener_transport::{TlsSource, TransportOptions};
 use crate::recorder::{Recorder, SharedRecorder};
 use crate::run::{ConnRecord, GateSide, RunData};
 use crate::scenario::{Mode, Scenario};
@@ -18,10 +46,11 @@ use gatekit_codec::Topic;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 pub use crate::source_address::PER_SOURCE_ADDRESS;
 
@@ -37,6 +66,11 @@ pub const TCP_ANSWER_SLACK: Duration = Duration::from_secs(2);
 /// is known (the kernel doubles it).
 pub const SLOW_CONSUMER_RECV_BUFFER: u32 = 16 * 1024;
 
+/// TLS records a rustls connection queues once its socket is full: rustls's default buffer limit
+/// (`ConnectionCommon::set_buffer_limit`, 64 KiB), which the gate's TLS layer keeps. A TLS gate
+/// may hold this much more for a slow consumer than its socket and write queue.
+pub const TLS_SEND_BUFFER: u64 = 64 * 1024;
+
 /// Options of a `tcp` run beyond its scenario.
 #[derive(Debug, Clone, Default)]
 pub struct TcpRun {
@@ -44,6 +78,16 @@ pub struct TcpRun {
     pub target: Option<SocketAddr>,
     /// The external gate's control endpoint (`gatekit serve --control`), for its side.
     pub control: Option<SocketAddr>,
+    /// The transport under the protocol: the built-in gate listens over it, and every client
+    /// connects over it.
+    pub transport: TransportKind,
+    /// The PEM certificate the external gate's certificate is checked against (tls and wss with
+    /// `target`); the built-in gate's own self-signed one otherwise.
+    pub tls_ca: Option<PathBuf>,
+    /// The name the gate's certificate must carry (`None`: the target's IP address).
+    pub tls_server_name: Option<String>,
+    /// The WebSocket path (ws and wss; `None`: `/`). The built-in gate upgrades only this path.
+    pub ws_path: Option<String>,
     /// Defects injected into the built-in gate's own code.
     #[cfg(feature = "fault-injection")]
     pub faults: gatekit_agent::Faults,
@@ -60,19 +104,35 @@ pub fn require_loopback(addr: &SocketAddr) -> Result<(), String> {
     }
 }
 
-/// Starts the built-in gate with fake back ends and a recorder; returns it and its address.
+/// Starts the built-in gate with fake back ends and a recorder, over plain TCP; returns it and
+/// its address.
 pub async fn start_gate(
     scenario: &Scenario,
     addr: &str,
-) -> std::io::Result<(Gate, SocketAddr, Arc<SharedRecorder>)> {
-    start_gate_with(agent_config(scenario), scenario, addr).await
+) -> Result<(Gate, SocketAddr, Arc<SharedRecorder>), String> {
+    let listener = Listener::tcp(
+        scenario.protocol,
+        addr.parse()
+            .map_err(|e| format!("gate address {addr:?}: {e}"))?,
+    );
+    start_gate_with(
+        agent_config(scenario),
+        scenario,
+        &listener,
+        &TransportOptions::default(),
+    )
+    .await
 }
 
-async fn start_gate_with(
+/// Starts the built-in gate on `listener` (its protocol, transport and address) with `opts` for
+/// its transport layers.
+pub async fn start_gate_with(
     config: AgentConfig,
     scenario: &Scenario,
-    addr: &str,
-) -> std::io::Result<(Gate, SocketAddr, Arc<SharedRecorder>)> {
+    listener: &Listener,
+    opts: &TransportOptions,
+) -> Result<(Gate, SocketAddr, Arc<SharedRecorder>), String> {
+    let transport = crate::listener_transport::transport(listener, opts, &config)?;
     let recorder = Arc::new(SharedRecorder::default());
     let echo = EchoBackend::new(scenario.backend.clone(), scenario.seed);
     let services = Services {
@@ -81,9 +141,16 @@ async fn start_gate_with(
         learner: recorder.clone(),
     };
     let gate = Gate::builder().config(config).services(services).build();
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    gate.serve_with(listener, scenario.protocol.factory());
+    let bound = tokio::net::TcpListener::bind(listener.addr)
+        .await
+        .map_err(|e| format!("listening on {listener}: {e}"))?;
+    let local = bound
+        .local_addr()
+        .map_err(|e| format!("listening on {listener}: {e}"))?;
+    match transport {
+        None => gate.serve_with(bound, listener.protocol.factory()),
+        Some(t) => gate.serve_over(bound, t, listener.protocol.factory()),
+    };
     Ok((gate, local, recorder))
 }
 
@@ -93,6 +160,7 @@ type PushLog = Mutex<HashMap<String, Vec<(u64, Instant)>>>;
 struct Shared {
     scenario: Scenario,
     target: SocketAddr,
+    transport: ClientTransport,
     gate: Option<Gate>,
     latency: Mutex<Histogram<u64>>,
     recorder: Option<Arc<SharedRecorder>>,
@@ -129,21 +197,52 @@ pub async fn run_with(
     {
         config.faults = opts.faults.clone();
     }
-    let (gate, addr, recorder) = match opts.target {
+    let max_frame_length = config.max_frame_length;
+    let ws_path = opts
+        .transport
+        .is_websocket()
+        .then(|| opts.ws_path.clone().unwrap_or_else(|| "/".to_owned()));
+    let (gate, addr, recorder, trust) = match opts.target {
         Some(t) => {
             require_loopback(&t)?;
             if let Some(c) = opts.control {
                 require_loopback(&c)?;
             }
-            (None, t, None)
+            (None, t, None, opts.tls_ca.clone().map(TrustRoot::File))
         }
         None => {
-            let (g, a, r) = start_gate_with(config, scenario, "127.0.0.1:0")
+            let (cert, key) = crate::listener_transport::self_signed();
+            let listener = Listener {
+                protocol: scenario.protocol,
+                transport: opts.transport,
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                path: ws_path.clone(),
+            };
+            let layers = TransportOptions {
+                tls: opts.transport.is_tls().then(|| TlsSource::Pem {
+                    cert: cert.clone(),
+                    key,
+                }),
+                ..TransportOptions::default()
+            };
+            let (g, a, r) = start_gate_with(config, scenario, &listener, &layers)
                 .await
                 .map_err(|e| format!("starting the gate: {e}"))?;
-            (Some(g), a, Some(r))
+            (Some(g), a, Some(r), Some(TrustRoot::Pem(cert)))
         }
     };
+    let transport = ClientTransport::new(
+        &ClientTransportOptions {
+            kind: opts.transport,
+            protocol: scenario.protocol,
+            trust,
+            server_name: opts.tls_server_name.clone(),
+            ws_path,
+            max_frame_length,
+        },
+        addr,
+    )
+    .map_err(|e| e.to_string())?;
     let control_before = match opts.control.filter(|_| opts.target.is_some()) {
         Some(c) => Some(crate::control::fetch(c).await?),
         None => None,
@@ -153,6 +252,7 @@ pub async fn run_with(
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
         target: addr,
+        transport,
         gate: gate.clone(),
         latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")),
         recorder: recorder.clone(),
@@ -253,8 +353,14 @@ pub async fn run_with(
         Histogram::new(1).expect("histogram"),
     );
     let slow_consumer_threshold = match (&gate, *shared.slow_recv_buffer.lock().expect("lock")) {
-        (Some(_), Some(rcvbuf)) => crate::procfs::tcp_send_buffer_max()
-            .map(|wmem| wmem + u64::from(rcvbuf) + scenario.gate.max_write_queue as u64),
+        (Some(_), Some(rcvbuf)) => crate::procfs::tcp_send_buffer_max().map(|wmem| {
+            let tls = if opts.transport.is_tls() {
+                TLS_SEND_BUFFER
+            } else {
+                0
+            };
+            wmem + u64::from(rcvbuf) + scenario.gate.max_write_queue as u64 + tls
+        }),
         _ => None,
     };
     Ok(RunData {
@@ -336,7 +442,8 @@ fn source_address(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1u8.saturating_add(block)))
 }
 
-async fn connect(shared: &Shared, i: usize, slow: bool) -> std::io::Result<TcpStream> {
+/// Connects client `i` over TCP, then through its transport, within 10 s.
+async fn connect(shared: &Shared, i: usize, slow: bool) -> std::io::Result<ClientStream> {
     let src = source_address(i);
     let socket = if shared.target.is_ipv4() {
         TcpSocket::new_v4()?
@@ -352,11 +459,13 @@ async fn connect(shared: &Shared, i: usize, slow: bool) -> std::io::Result<TcpSt
         let mut known = shared.slow_recv_buffer.lock().expect("lock");
         *known = Some(known.map_or(got, |k| k.max(got)));
     }
-    let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(shared.target))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = socket.connect(shared.target).await?;
+        stream.set_nodelay(true)?;
+        shared.transport.connect(stream).await
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
@@ -367,14 +476,19 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
     let mut client = SimClient::new(i as u64, s, now, shared.send_end);
     client.set_answer_slack(TCP_ANSWER_SLACK);
     let mut stream = connect(shared, i, client.behavior == Behavior::SlowConsumer).await?;
-    let local = stream.local_addr()?.to_string();
+    let local = stream.tcp().local_addr()?.to_string();
     let mut handle: Option<AgentHandle> = None;
     let mut bound_at = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut eof = false;
     loop {
         if let Some(out) = client.poll_transmit() {
-            if stream.write_all(&out).await.is_err() {
+            // Flushed at once: a TLS or WebSocket layer must not hold a dribbled byte back.
+            let written = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            if written.await.is_err() {
                 client.handle_closed(gatekit_agent::driver::now());
             }
         }
@@ -467,6 +581,20 @@ async fn run_client(i: usize, shared: &Shared) -> std::io::Result<ConnRecord> {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !h.is_closed() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // `is_closed` turns true when the agent starts closing, before its last packet (a CLOSE)
+        // is written and counted; its Disconnect comes after. Read the counters once it has.
+        if let (Some(sid), Some(r)) = (&client.session_id, &shared.recorder) {
+            let disconnected = || {
+                r.0.lock()
+                    .expect("recorder lock")
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|l| !l.disconnects.is_empty())
+            };
+            while !disconnected() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     Ok(ConnRecord {

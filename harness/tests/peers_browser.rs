@@ -87,8 +87,16 @@ fn the_browser_clients_own_tests_pass_under_node() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
-    let out = finish(child, Duration::from_secs(120), "node --test clients/js/test/");
+    let out = finish(
+        child,
+        Duration::from_secs(120),
+        "node --test clients/js/test/",
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("# fail 0"), "{}", out.stdout);
-    assert!(!out.stdout.contains("# pass 0\n"), "no test ran: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("# pass 0\n"),
+        "no test ran: {}",
+        out.stdout
+    );
 }

@@ -39,6 +39,11 @@ enum Command {
         /// The raw echo server is the same baseline for all: LDC frames of the native payload.
         #[arg(long = "protocol", value_enum, value_delimiter = ',', default_values_t = [gatekit_harness::listen::WireProtocol::Native])]
         protocols: Vec<gatekit_harness::listen::WireProtocol>,
+        /// The transports (repeatable, or comma-separated): each has its own baseline (tcp: tokio
+        /// LDC echo; tls: the same over tokio-rustls; ws: a tungstenite echo; wss: that over
+        /// tokio-rustls), run before the gate over each protocol on that transport.
+        #[arg(long = "transport", value_enum, value_delimiter = ',', default_values_t = [gatekit_harness::listen::TransportKind::Tcp])]
+        transports: Vec<gatekit_harness::listen::TransportKind>,
         /// Connections.
         #[arg(long, default_value_t = 1000)]
         clients: usize,
@@ -89,6 +94,15 @@ enum Command {
         /// The gate's wire protocol (with --server gatekit).
         #[arg(long, value_enum, default_value = "native")]
         protocol: gatekit_harness::listen::WireProtocol,
+        /// The transport it serves over.
+        #[arg(long, value_enum, default_value = "tcp")]
+        transport: gatekit_harness::listen::TransportKind,
+        /// The PEM certificate of a tls or wss server.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Its PEM private key.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// The runtime to run on.
         #[arg(long, value_enum, default_value = "current-thread")]
         server_runtime: gatekit_harness::rtt::ServerRuntime,
@@ -216,6 +230,18 @@ struct HoldArgs {
     /// Hold this long, then leave (default: until standard input closes).
     #[arg(long)]
     hold: Option<Dur>,
+    /// The transport under the native protocol (the gate's listener must serve it).
+    #[arg(long, value_enum, default_value_t = gatekit_harness::listen::TransportKind::Tcp)]
+    transport: gatekit_harness::listen::TransportKind,
+    /// The PEM certificate the gate's is checked against (tls, wss).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the gate's certificate must carry (default: the target's IP address).
+    #[arg(long)]
+    tls_server_name: Option<String>,
+    /// The WebSocket path (ws, wss).
+    #[arg(long, default_value = "/")]
+    ws_path: String,
 }
 
 #[derive(clap::Args)]
@@ -248,6 +274,10 @@ struct ScaleArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The transport under the native protocol: the gates listen on native+TRANSPORT:// (tls
+    /// and wss with a self-signed certificate) and the workers connect over it.
+    #[arg(long, value_enum, default_value_t = gatekit_harness::listen::TransportKind::Tcp)]
+    transport: gatekit_harness::listen::TransportKind,
 }
 
 #[derive(clap::Args)]
@@ -282,6 +312,22 @@ struct RunArgs {
     /// An external gate (loopback only), e.g. 127.0.0.1:7000 from `gatekit serve`; tcp mode.
     #[arg(long)]
     target: Option<SocketAddr>,
+    /// The transport under the protocol (tcp mode): the built-in gate listens over it with a
+    /// self-signed certificate its clients trust, or the clients reach --target over it. sim mode
+    /// has no transport and refuses any but tcp.
+    #[arg(long, value_enum, default_value_t = gatekit_harness::listen::TransportKind::Tcp)]
+    transport: gatekit_harness::listen::TransportKind,
+    /// The PEM certificate (CA or the gate's own) that --target's certificate is checked against,
+    /// for --transport tls or wss.
+    #[arg(long, requires = "target")]
+    tls_ca: Option<PathBuf>,
+    /// The name --target's certificate must carry (default: the target's IP address).
+    #[arg(long, requires = "target")]
+    tls_server_name: Option<String>,
+    /// The WebSocket path to upgrade, for --transport ws or wss (the built-in gate upgrades only
+    /// this one).
+    #[arg(long, default_value = "/")]
+    ws_path: String,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -389,6 +435,12 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     )]
     let faults = faults(&args.inject_fault)?;
     let data = match s.mode {
+        Mode::Sim if args.transport != gatekit_harness::listen::TransportKind::Tcp => {
+            return Err(format!(
+                "--transport {}: sim mode runs on a virtual clock with no sockets, so no transport; add --mode tcp",
+                args.transport
+            ));
+        }
         Mode::Sim => {
             let pb = progress_bar(s.clients, "clients running (virtual time)");
             let sabotage = sim::Sabotage {
@@ -412,9 +464,19 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             let rt = runtime()?;
             let pb = progress_bar(s.clients, "clients finished");
             let pb2 = pb.clone();
+            if !args.ws_path.starts_with('/') {
+                return Err(format!(
+                    "--ws-path {:?}: a WebSocket path starts with /",
+                    args.ws_path
+                ));
+            }
             let opts = tcp::TcpRun {
                 target: args.target,
                 control: args.control,
+                transport: args.transport,
+                tls_ca: args.tls_ca,
+                tls_server_name: args.tls_server_name,
+                ws_path: Some(args.ws_path),
                 #[cfg(feature = "fault-injection")]
                 faults,
             };
@@ -547,6 +609,19 @@ fn print_json_line(event: &impl serde::Serialize) {
 }
 
 fn hold(args: HoldArgs) -> Result<ExitCode, String> {
+    use gatekit_harness::client_transport::{ClientTransport, ClientTransportOptions, TrustRoot};
+    let transport = ClientTransport::new(
+        &ClientTransportOptions {
+            kind: args.transport,
+            protocol: gatekit_harness::listen::WireProtocol::Native,
+            trust: args.tls_ca.map(TrustRoot::File),
+            server_name: args.tls_server_name,
+            ws_path: Some(args.ws_path),
+            max_frame_length: gatekit_agent::AgentConfig::default().max_frame_length,
+        },
+        args.target,
+    )
+    .map_err(|e| e.to_string())?;
     let opts = gatekit_harness::hold::HoldOptions {
         target: args.target,
         connections: args.connections,
@@ -556,6 +631,7 @@ fn hold(args: HoldArgs) -> Result<ExitCode, String> {
         ping: args.ping.0,
         handshake_timeout: args.handshake_timeout.0,
         hold: args.hold.map(|d| d.0),
+        transport,
     };
     runtime()?.block_on(gatekit_harness::hold::hold(opts, print_json_line))?;
     Ok(ExitCode::SUCCESS)
@@ -573,10 +649,11 @@ fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
         ping: args.ping.0,
         concurrency: args.concurrency,
         max_bytes_per_connection: args.max_bytes_per_connection,
+        transport: args.transport,
     };
     eprintln!(
-        "scale: {:?} connections, {} gate process(es), {} runs each, held {:?} (pinging every {:?})",
-        opts.levels, opts.gates, opts.runs, opts.hold, opts.ping
+        "scale: {:?} connections over {}, {} gate process(es), {} runs each, held {:?} (pinging every {:?})",
+        opts.levels, opts.transport, opts.gates, opts.runs, opts.hold, opts.ping
     );
     let levels = scale::run(&opts, |r| {
         eprintln!(
@@ -619,9 +696,15 @@ fn rtt(
         return Err("--rate must be a positive number of round trips per second".to_owned());
     }
     let protocols: Vec<&str> = opts.gate_protocols().iter().map(|p| p.name()).collect();
+    let transports: Vec<&str> = opts.gate_transports().iter().map(|t| t.name()).collect();
     eprintln!(
-        "rtt: gate over {}; {} connections × window {}, {}-byte bodies, {} per run, {} runs per server, {} server runtime{}",
+        "rtt: gate over {}{}; {} connections × window {}, {}-byte bodies, {} per run, {} runs per server, {} server runtime{}",
         protocols.join(", "),
+        if transports == ["tcp"] {
+            String::new()
+        } else {
+            format!(" on {}", transports.join(", "))
+        },
         opts.clients,
         opts.window,
         opts.body,
@@ -635,8 +718,8 @@ fn rtt(
     );
     let summary = gatekit_harness::rtt::run(&opts, |r| {
         eprintln!(
-            "  {:<21} {:>10.0} round trips/s  p50 {:.3} ms  p99 {:.3} ms  skipped {}  failures {}{}",
-            r.server.name(),
+            "  {:<28} {:>10.0} round trips/s  p50 {:.3} ms  p99 {:.3} ms  skipped {}  failures {}{}",
+            r.name(),
             r.rate,
             r.p50_ms,
             r.p99_ms,
@@ -686,18 +769,24 @@ fn main() -> ExitCode {
         Command::RttServer {
             server,
             protocol,
+            transport,
+            tls_cert,
+            tls_key,
             server_runtime,
             global_queue_interval: gqi,
         } => {
             use gatekit_harness::rtt::Server;
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| {
+                gatekit_harness::listener_transport::TlsSource::Files { cert, key }
+            });
             match server.as_str() {
                 "raw" => Ok(Server::RawEcho),
                 "gatekit" => Ok(Server::Gatekit(protocol)),
                 other => Err(format!("no rtt server {other:?}: raw or gatekit")),
             }
-            .map(|server| {
-                gatekit_harness::rtt::serve_child(server, server_runtime, gqi);
-                ExitCode::SUCCESS
+            .and_then(|server| {
+                gatekit_harness::rtt::serve_child(server, transport, tls, server_runtime, gqi)
+                    .map(|()| ExitCode::SUCCESS)
             })
         }
         Command::Serve(args) => serve(args),
@@ -705,6 +794,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => scale(args),
         Command::Rtt {
             protocols,
+            transports,
             clients,
             window,
             body,
@@ -737,6 +827,7 @@ fn main() -> ExitCode {
                 },
                 global_queue_interval,
                 protocols,
+                transports,
                 server_runtime,
                 rate,
             },

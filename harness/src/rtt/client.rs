@@ -4,9 +4,11 @@
 //! Against the gate it speaks the chosen wire protocol through [`crate::client_wire`]: the
 //! handshake, the acknowledgement where the protocol has one (pomelo), then requests to the echo
 //! back end. Against the raw echo server it sends the native request payload in
-//! `LengthDelimitedCodec` frames, whatever protocol the gate rows use.
+//! `LengthDelimitedCodec` frames, whatever protocol the gate rows use. Either way it goes over the
+//! run's transport ([`ClientTransport`]) first.
 
 use super::Server;
+use crate::client_transport::ClientTransport;
 use crate::client_wire::{self, ClientPacket, ClientWire, GateEvent, NativeWire};
 use crate::source_address::connect_from;
 use bytes::{Bytes, BytesMut};
@@ -214,12 +216,20 @@ pub(super) async fn client(
     server: Server,
     addr: SocketAddr,
     source: Option<Ipv4Addr>,
+    transport: Arc<ClientTransport>,
     opts: ClientOptions,
     shared: Arc<Shared>,
 ) {
-    let Ok(mut s) = connect_from(addr, source).await else {
+    let Ok(tcp) = connect_from(addr, source).await else {
         shared.fail(|| format!("connect to {addr} failed"));
         return;
+    };
+    let mut s = match transport.connect(tcp).await {
+        Ok(s) => s,
+        Err(e) => {
+            shared.fail(|| format!("{} to {addr}: {e}", transport.kind));
+            return;
+        }
     };
     let body = Bytes::from(vec![b'x'; opts.body]);
     let mut framing = Framing::new(server);
@@ -263,7 +273,13 @@ pub(super) async fn client(
     let mut skipped = 0u64;
     let failure: Option<String> = 'conn: loop {
         if !out.is_empty() {
-            if let Err(e) = s.write_all(&out).await {
+            // Flushed: a TLS or WebSocket layer may keep the end of a write queued otherwise.
+            if let Err(e) = async {
+                s.write_all(&out).await?;
+                s.flush().await
+            }
+            .await
+            {
                 break Some(format!("write: {e}"));
             }
             out.clear();

@@ -69,7 +69,9 @@ struct WriteFrame {
 /// A WebSocket connection over `S`, read and written as the byte stream its binary messages
 /// carry. Ping is answered with Pong; Close is answered and ends the stream; a text frame, an
 /// unmasked client frame, reserved bits or opcodes, a control frame over 125 bytes or a message
-/// over the limit end it with the Close code RFC 6455 gives (see docs/WEBSOCKET.md).
+/// over the limit end it with the Close code RFC 6455 gives (see docs/WEBSOCKET.md). A Close
+/// from the peer ends the reading side (end of stream); the Close in reply is sent when the
+/// stream is shut down, after what is still written.
 pub struct WebSocketStream<S> {
     inner: S,
     role: Role,
@@ -379,6 +381,10 @@ impl<S> WebSocketStream<S> {
                     Ok(Some((code, _reason))) => code,
                     Ok(None) => close_code::NORMAL,
                 };
+                // Like a TCP half-close: nothing more will be read, and the reply waits until the
+                // agent has written what it owes (answers to calls in flight, the PONG to a last
+                // PING) and shuts the stream down, as RFC 6455 5.5.1 allows ("an endpoint MAY
+                // delay sending a Close frame until its current message is sent").
                 self.peer_closed = true;
                 self.read = ReadState::Done;
                 if self.close.is_none() {
@@ -387,7 +393,6 @@ impl<S> WebSocketStream<S> {
                         reason: String::new(),
                     });
                 }
-                self.queue_close();
             }
             Opcode::Text | Opcode::Binary | Opcode::Continuation => {
                 unreachable!("data frames never gather a control payload")
@@ -547,8 +552,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WebSocketStream<S> {
                 return Poll::Ready(Ok(()));
             }
             if this.peer_closed {
-                // Send our Close before reporting the end.
-                continue;
+                return Poll::Ready(Ok(()));
             }
             // Only headers or control frames: read on (the socket says Pending when empty).
         }

@@ -163,7 +163,7 @@ proptest! {
 }
 
 #[tokio::test]
-async fn a_close_is_answered_with_its_code_and_ends_the_stream() {
+async fn a_close_ends_the_reading_side_and_is_answered_at_shutdown() {
     let mut payload = BytesMut::new();
     encode_close_payload(1001, "bye", &mut payload);
     let mut ws = server(
@@ -178,8 +178,20 @@ async fn a_close_is_answered_with_its_code_and_ends_the_stream() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(got, b"last");
     assert!(ws.peer_closed());
+    // Like a half-close: what the agent still owes goes out first, then the Close in reply.
+    assert_eq!(close_sent(&ws), None);
+    let n = poll_fn(|cx| Pin::new(&mut ws).poll_write(cx, b"answer"))
+        .await
+        .unwrap();
+    assert_eq!(n, 6);
+    poll_fn(|cx| Pin::new(&mut ws).poll_shutdown(cx))
+        .await
+        .unwrap();
+    let written = ws.get_ref().written.clone();
+    assert_eq!(&written[..8], b"\x82\x06answer");
     assert_eq!(close_sent(&ws), Some((1001, String::new())));
-    // Writing after the close handshake is refused.
+    assert!(ws.get_ref().shut);
+    // Nothing is written after the Close.
     let e = poll_fn(|cx| Pin::new(&mut ws).poll_write(cx, b"late"))
         .await
         .unwrap_err();
