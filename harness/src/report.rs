@@ -58,6 +58,9 @@ pub struct Report {
     pub scenario: String,
     /// Mode.
     pub mode: Mode,
+    /// The transport in TCP mode when it is not plain TCP (`tls`, `ws`, `wss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
     /// Seed.
     pub seed: u64,
     /// Clients.
@@ -142,6 +145,10 @@ impl Report {
             *behaviors.entry(c.behavior.name()).or_default() += 1;
             welcomed += u64::from(s.welcomed);
         }
+        for k in ["requests", "packets_sent", "packets_received"] {
+            // Present even when no connection opened (every connect failed).
+            messages.entry(k).or_default();
+        }
         if run.connect_failures > 0 {
             errors.insert("connect failures".into(), run.connect_failures);
         }
@@ -210,6 +217,7 @@ impl Report {
         Report {
             scenario: run.scenario.name.clone(),
             mode: run.mode,
+            transport: run.transport.map(str::to_owned),
             seed: run.scenario.seed,
             clients: run.scenario.clients,
             elapsed_s: round(secs),
@@ -233,10 +241,27 @@ impl Report {
         }
     }
 
-    /// Whether no invariant was violated (each held, or was not checked for a stated reason) and
-    /// every threshold passed.
+    /// Whether no invariant was violated (each held, or was not checked for a stated reason), at
+    /// least one held (a run that checked nothing — every connection failed, say — is not a
+    /// pass), and every threshold passed.
     pub fn passed(&self) -> bool {
-        self.invariants.iter().all(Verdict::passes) && self.thresholds.iter().all(|t| t.passed)
+        self.invariants.iter().all(Verdict::passes)
+            && self.checked_anything()
+            && self.connect_failures() == 0
+            && self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// Clients whose connection never opened (TCP connect, TLS handshake or WebSocket upgrade
+    /// failed): each is a failure of the run, whatever the invariants say of the others.
+    pub fn connect_failures(&self) -> u64 {
+        self.connections.get("failed").copied().unwrap_or(0)
+    }
+
+    /// Whether at least one invariant held on something.
+    pub fn checked_anything(&self) -> bool {
+        self.invariants
+            .iter()
+            .any(|v| v.status == crate::invariants::Status::Held)
     }
 
     /// The report as pretty JSON.
@@ -262,8 +287,8 @@ fn map_line<K: fmt::Display, V: fmt::Display>(m: &BTreeMap<K, V>) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match self.mode {
-            Mode::Sim => "sim (virtual clock)",
-            Mode::Tcp => "tcp (loopback)",
+            Mode::Sim => "sim (virtual clock)".to_owned(),
+            Mode::Tcp => format!("{} (loopback)", self.transport.as_deref().unwrap_or("tcp")),
         };
         writeln!(
             f,
@@ -323,6 +348,20 @@ impl fmt::Display for Report {
                     t.unit
                 )?;
             }
+        }
+        if self.connect_failures() > 0 {
+            writeln!(
+                f,
+                "connect       FAILED: {} of {} clients never opened their connection",
+                self.connect_failures(),
+                self.clients
+            )?;
+        }
+        if !self.checked_anything() {
+            writeln!(
+                f,
+                "checked       nothing: no invariant held on anything, so this is no pass"
+            )?;
         }
         write!(
             f,

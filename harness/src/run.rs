@@ -63,6 +63,8 @@ pub enum GateSide {
 pub struct RunData {
     /// Sim or TCP.
     pub mode: Mode,
+    /// The transport under the protocol in TCP mode when it is not plain TCP (`tls`, `ws`, `wss`).
+    pub transport: Option<&'static str>,
     /// The scenario run.
     pub scenario: Scenario,
     /// Start of the run (virtual in sim).

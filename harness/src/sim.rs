@@ -304,6 +304,7 @@ fn run_protocol<P: Protocol>(
     }
     RunData {
         mode: Mode::Sim,
+        transport: None,
         scenario: scenario.clone(),
         started: base,
         send_end,

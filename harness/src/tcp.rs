@@ -365,6 +365,7 @@ pub async fn run_with(
     };
     Ok(RunData {
         mode: Mode::Tcp,
+        transport: (opts.transport != TransportKind::Tcp).then(|| opts.transport.name()),
         scenario: scenario.clone(),
         started: base,
         send_end,
