@@ -14,7 +14,7 @@
 //!
 //! The WebSocket baseline echoes messages, not frames: the client's byte stream (LDC frames) comes
 //! back as it went, so the client reads it unchanged. tungstenite is driven the way
-//! tokio-tungstenite drives it ([`AllowStd`]: `Pending` is `WouldBlock`, with the task's waker),
+//! tokio-tungstenite drives it (`AllowStd`: `Pending` is `WouldBlock`, with the task's waker),
 //! directly, as the harness has no `futures` crate for tokio-tungstenite's `Stream`/`Sink`.
 
 use super::{RttOptions, Server};
