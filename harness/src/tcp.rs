@@ -24,7 +24,7 @@
 //! - **drop** and **drop mid-frame** drop the TCP socket with no TLS close_notify and no
 //!   WebSocket Close (half a protocol frame in a whole WebSocket frame, for the latter);
 //! - a **slow consumer** shrinks its TCP receive buffer and stops reading; over TLS the gate's
-//!   rustls connection also queues up to [`TLS_SEND_BUFFER`] bytes of records once the socket is
+//!   TLS stream also keeps up to [`TLS_SEND_BUFFER`] bytes of records once the socket is
 //!   full, which counts in what the gate may hold before it must close it (the WebSocket layer
 //!   queues no payload);
 //! - **garbage** goes inside well-formed TLS records and WebSocket frames: it is the protocol
@@ -66,10 +66,10 @@ pub const TCP_ANSWER_SLACK: Duration = Duration::from_secs(2);
 /// is known (the kernel doubles it).
 pub const SLOW_CONSUMER_RECV_BUFFER: u32 = 16 * 1024;
 
-/// TLS records a rustls connection queues once its socket is full: rustls's default buffer limit
-/// (`ConnectionCommon::set_buffer_limit`, 64 KiB), which the gate's TLS layer keeps. A TLS gate
-/// may hold this much more for a slow consumer than its socket and write queue.
-pub const TLS_SEND_BUFFER: u64 = 64 * 1024;
+/// TLS records the gate's TLS stream keeps unsent once its socket is full (one write's:
+/// [`gatekit_agent::transport::tls::MAX_UNSENT`]). A TLS gate may hold this much more for a slow
+/// consumer than its socket and write queue.
+pub const TLS_SEND_BUFFER: u64 = gatekit_agent::transport::tls::MAX_UNSENT as u64;
 
 /// Options of a `tcp` run beyond its scenario.
 #[derive(Debug, Clone, Default)]

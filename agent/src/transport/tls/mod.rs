@@ -4,6 +4,10 @@
 //! default: a build that links both ring and aws-lc-rs has no default, and
 //! `ServerConfig::builder()` panics there. Every rustls config of the workspace (this module, the
 //! harness's clients, the tests) is made with [`provider`].
+//!
+//! The stream is gatekit's own (`stream.rs`), on rustls's unbuffered API, rather than
+//! tokio-rustls's: an idle connection keeps the rustls connection state and no buffer (rustls's
+//! buffered `ServerConnection` keeps a 4 KiB read buffer for its whole life).
 
 use super::{Transport, TransportError};
 use crate::gate::BoxStream;
@@ -11,10 +15,16 @@ use crate::services::BoxFuture;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::UnbufferedServerConnection;
 use rustls::ServerConfig;
+use std::future::poll_fn;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio_rustls::TlsAcceptor;
+
+mod stream;
+
+use stream::TlsStream;
+pub use stream::MAX_UNSENT;
 
 /// The crypto provider every rustls config of gatekit uses (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -63,7 +73,7 @@ pub enum TlsConfigError {
 /// The `tls` transport: a TLS server handshake in front of the protocol.
 #[derive(Clone)]
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     name: String,
 }
 
@@ -71,7 +81,7 @@ impl Tls {
     /// A TLS transport with `config` (built with [`provider`]), named `tls`.
     pub fn new(config: Arc<ServerConfig>) -> Self {
         Tls {
-            acceptor: TlsAcceptor::from(config),
+            config,
             name: "tls".to_owned(),
         }
     }
@@ -165,9 +175,15 @@ impl Transport for Tls {
     }
 
     fn accept(&self, stream: BoxStream) -> BoxFuture<Result<BoxStream, TransportError>> {
-        let accept = self.acceptor.accept(stream);
+        let config = self.config.clone();
         Box::pin(async move {
-            let tls = accept.await.map_err(TransportError::Tls)?;
+            let conn = UnbufferedServerConnection::new(config).map_err(|e| {
+                TransportError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })?;
+            let mut tls = TlsStream::new(stream, conn);
+            poll_fn(|cx| tls.poll_handshake(cx))
+                .await
+                .map_err(TransportError::Tls)?;
             Ok(Box::new(tls) as BoxStream)
         })
     }
