@@ -79,7 +79,7 @@ struct Driver<P: Protocol, S> {
     /// Output handed out by the state machine, not yet fully written.
     pending: Option<Bytes>,
     /// Whether bytes were written since the stream was last flushed. A socket needs no flush, but
-    /// a layer may hold written bytes until flushed (tokio-rustls keeps TLS records it could not
+    /// a layer may hold written bytes until flushed (the TLS stream keeps records it could not
     /// send at once; a buffered writer keeps everything).
     unflushed: bool,
     /// The deadline the timer is set to.
