@@ -11,38 +11,18 @@ use bytes::{Bytes, BytesMut};
 use gatekit_agent::transport::tls::provider;
 use gatekit_agent::{Gate, NativeAgent, Tls};
 use gatekit_codec::{Handshake, NativeCodec, Packet, PROTOCOL_VERSION};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
+mod counting_alloc;
 
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-}
+use counting_alloc::live_bytes;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const N: usize = 200;
 /// Heap per idle connection allowed: below tokio-rustls's 9.6 KiB, above the 5.6 KiB measured.
@@ -173,11 +153,11 @@ fn an_idle_tls_connection_costs_the_gate_less_than_the_bound() {
     close(warm);
     wait_until("warm-up disconnects", || gate.connection_count() == 0);
     std::thread::sleep(Duration::from_millis(100));
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = live_bytes();
     let held = spawn_clients(addr, &cert_pem);
     wait_until("sessions", || gate.session_count() == N);
     std::thread::sleep(Duration::from_millis(100));
-    let per_conn = (LIVE_BYTES.load(Ordering::SeqCst) - before) / N as isize;
+    let per_conn = (live_bytes() - before) / N as isize;
     eprintln!("gate heap per idle TLS connection: {per_conn} bytes");
     close(held);
     wait_until("connections to end", || gate.connection_count() == 0);

@@ -13,37 +13,18 @@ use gatekit_agent::{
 };
 use gatekit_codec::websocket::{apply_mask, FrameHeader, Opcode};
 use gatekit_codec::{Handshake, NativeCodec, Packet, PROTOCOL_VERSION};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
+mod counting_alloc;
 
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-}
+use counting_alloc::live_bytes;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Connections measured.
 const N: usize = 200;
@@ -174,13 +155,13 @@ fn an_idle_websocket_connection_costs_the_gate_less_than_the_bound() {
     wait_until("warm-up disconnects", || gate.connection_count() == 0);
     std::thread::sleep(Duration::from_millis(100));
     let mut held = Vec::with_capacity(N);
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = live_bytes();
     for _ in 0..N {
         held.push(client(addr, &handshake, &ping));
     }
     wait_until("sessions", || gate.session_count() == N);
     std::thread::sleep(Duration::from_millis(100));
-    let per_conn = (LIVE_BYTES.load(Ordering::SeqCst) - before) / N as isize;
+    let per_conn = (live_bytes() - before) / N as isize;
     eprintln!("gate heap per idle WebSocket connection: {per_conn} bytes");
     assert!(
         per_conn <= BOUND,

@@ -1,6 +1,8 @@
 //! Shared workloads for gatekit's benchmarks: the criterion benches in `benches/` and the
 //! interleaved ratio tool `codec_ratio`. See docs/PERFORMANCE.md.
 
+pub mod counting_alloc;
+
 use gatekit_codec::{NativeCodec, Oversize};
 use tokio_util::codec::LengthDelimitedCodec;
 

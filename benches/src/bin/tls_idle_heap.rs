@@ -13,35 +13,14 @@ use bytes::{Bytes, BytesMut};
 use gatekit_agent::transport::tls::provider;
 use gatekit_agent::{Gate, NativeAgent, Tls};
 use gatekit_codec::{Handshake, NativeCodec, Packet, PROTOCOL_VERSION};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-}
+use gatekit_benches::counting_alloc::{live_bytes, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -154,11 +133,11 @@ fn measure(n: usize, addr: SocketAddr, tls: bool, cert: &str, settle: impl Fn(us
     close(warm);
     settle(0);
     std::thread::sleep(Duration::from_millis(200));
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = live_bytes();
     let held = spawn_clients(addr, n, tls, cert);
     settle(n);
     std::thread::sleep(Duration::from_millis(200));
-    let per = (LIVE_BYTES.load(Ordering::SeqCst) - before) / n as isize;
+    let per = (live_bytes() - before) / n as isize;
     close(held);
     settle(0);
     per
@@ -204,9 +183,9 @@ fn server_connection_heap(config: Arc<rustls::ServerConfig>, cert_pem: &str) -> 
     server.reader().read_exact(&mut got).unwrap();
     server.writer().write_all(b"welcome").unwrap();
     pump(&mut client, &mut server);
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = live_bytes();
     drop(server);
-    before - LIVE_BYTES.load(Ordering::SeqCst)
+    before - live_bytes()
 }
 
 fn median(mut v: Vec<isize>) -> isize {

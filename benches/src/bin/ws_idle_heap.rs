@@ -14,34 +14,13 @@ use gatekit_agent::transport::websocket::message_size_for;
 use gatekit_agent::{AgentConfig, Gate, NativeAgent, WebSocket, WebSocketConfig};
 use gatekit_codec::websocket::{apply_mask, FrameHeader, Opcode};
 use gatekit_codec::{Handshake, NativeCodec, Packet, PROTOCOL_VERSION};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-}
+use gatekit_benches::counting_alloc::{live_bytes, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -100,11 +79,11 @@ fn measure(n: usize, mut connect: impl FnMut() -> TcpStream, settle: impl Fn(usi
     drop(warm);
     settle(0);
     std::thread::sleep(Duration::from_millis(200));
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = live_bytes();
     let held: Vec<_> = (0..n).map(|_| connect()).collect();
     settle(n);
     std::thread::sleep(Duration::from_millis(200));
-    let per = (LIVE_BYTES.load(Ordering::SeqCst) - before) / n as isize;
+    let per = (live_bytes() - before) / n as isize;
     drop(held);
     settle(0);
     per
