@@ -56,7 +56,7 @@ fn the_browser_client_talks_to_the_gate_from_chromium() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
-    let out = finish(child, Duration::from_secs(60), "node run.mjs");
+    let out = finish(child, Duration::from_secs(180), "node run.mjs");
     assert_eq!(out.code, Some(0), "{out:?}");
     let last = out.stdout.lines().last().expect("a result line");
     let result: serde_json::Value =
