@@ -98,6 +98,11 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                 tokio::pin!(sleep);
                 poll_fn(|cx| self.poll(cx, sleep.as_mut())).await;
             }
+            // A connection that ends without a session tells the learner why now (one that had a
+            // session was told with its Disconnect).
+            if let Some(reason) = self.conn.close_reason() {
+                self.registration.disconnect(reason);
+            }
             // Commands sent from now on are refused (`Closed`) rather than queued for no one.
             drop(self.commands);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
@@ -217,7 +222,12 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                 self.calls.push(Box::pin(async move {
                     let fut = AssertUnwindSafe(async move {
                         backend
-                            .call(call.session, call.route.func(), call.body)
+                            .call_in(
+                                call.session,
+                                call.route.module(),
+                                call.route.func(),
+                                call.body,
+                            )
                             .await
                     })
                     .catch_unwind();
@@ -230,6 +240,10 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                         Ok(Ok(Err(BackendError::NotFound))) => Some(CallResult::NotFound),
                         Ok(Ok(Err(BackendError::Busy))) => Some(CallResult::Busy),
                         Ok(Ok(Err(BackendError::Failed(b)))) => Some(CallResult::Failed(b)),
+                        Ok(Ok(Err(BackendError::Internal(why)))) => {
+                            tracing::warn!(%why, "back end answered with an internal error");
+                            Some(CallResult::Panicked)
+                        }
                     };
                     (id, result)
                 }));

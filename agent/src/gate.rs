@@ -150,6 +150,8 @@ pub(crate) struct GateShared {
     accepted: AtomicU64,
     transport_failed: AtomicU64,
     transport_timed_out: AtomicU64,
+    /// Traffic of the connections that ended (live ones are summed from their handles).
+    ended_traffic: [AtomicU64; 4],
     /// Refusals running through a transport's handshake now.
     transport_refusals: AtomicUsize,
     shutting_down: AtomicBool,
@@ -174,7 +176,12 @@ impl GateShared {
     pub(crate) fn connection_ended(&self, conn_id: u64) {
         {
             let mut conns = self.conns.lock().expect("conns lock");
-            conns.remove(&conn_id);
+            if let Some((handle, _)) = conns.remove(&conn_id) {
+                let t = Traffic::of(&handle);
+                for (total, n) in self.ended_traffic.iter().zip(t.as_array()) {
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
+            }
             shrink_if_sparse(&mut conns);
         }
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -194,6 +201,34 @@ fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
     const MIN_CAPACITY: usize = 1024;
     if map.capacity() > MIN_CAPACITY && map.len() * 4 < map.capacity() {
         map.shrink_to((map.len() * 2).max(MIN_CAPACITY));
+    }
+}
+
+/// Packets and bytes through a gate's connections ([`Gate::traffic`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets received from clients.
+    pub packets_in: u64,
+    /// Packets written to clients.
+    pub packets_out: u64,
+    /// Bytes received from clients (the protocols' streams).
+    pub bytes_in: u64,
+    /// Bytes written to clients (the protocols' streams).
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    fn of(handle: &AgentHandle) -> Traffic {
+        Traffic {
+            packets_in: handle.received(),
+            packets_out: handle.sent(),
+            bytes_in: handle.bytes_in(),
+            bytes_out: handle.bytes_out(),
+        }
+    }
+
+    fn as_array(self) -> [u64; 4] {
+        [self.packets_in, self.packets_out, self.bytes_in, self.bytes_out]
     }
 }
 
@@ -263,6 +298,7 @@ impl GateBuilder {
                 accepted: AtomicU64::new(0),
                 transport_failed: AtomicU64::new(0),
                 transport_timed_out: AtomicU64::new(0),
+                ended_traffic: Default::default(),
                 transport_refusals: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 stop_accepting: Notify::new(),
@@ -578,6 +614,11 @@ impl Gate {
         self.with_agent(session_id, Command::Unbind)
     }
 
+    /// Removes a session setting.
+    pub fn remove(&self, session_id: &str, key: impl Into<String>) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Remove(key.into()))
+    }
+
     /// Sets a session setting.
     pub fn set(
         &self,
@@ -668,6 +709,31 @@ impl Gate {
             self.shared.transport_failed.load(Ordering::Relaxed),
             self.shared.transport_timed_out.load(Ordering::Relaxed),
         )
+    }
+
+    /// Packets and bytes in and out of every connection since the gate started, the live ones
+    /// included (bytes of the protocols' streams, above the transports). Costs one pass over the
+    /// connections: for metrics scrapes, not per packet.
+    pub fn traffic(&self) -> Traffic {
+        let mut total = [0u64; 4];
+        for (t, ended) in total.iter_mut().zip(&self.shared.ended_traffic) {
+            *t = ended.load(Ordering::Relaxed);
+        }
+        // Ended connections are added to the totals while the lock is held, so none is counted
+        // twice or missed.
+        let conns = self.shared.conns.lock().expect("conns lock");
+        for (handle, _) in conns.values() {
+            for (t, n) in total.iter_mut().zip(Traffic::of(handle).as_array()) {
+                *t += n;
+            }
+        }
+        drop(conns);
+        Traffic {
+            packets_in: total[0],
+            packets_out: total[1],
+            bytes_in: total[2],
+            bytes_out: total[3],
+        }
     }
 
     /// Graceful shutdown: stop accepting, send every client CLOSE `shutdown`, let writes drain until

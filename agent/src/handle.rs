@@ -170,6 +170,16 @@ impl AgentHandle {
         self.inner.counters.sent()
     }
 
+    /// Bytes of the protocol's stream received (above the transport).
+    pub fn bytes_in(&self) -> u64 {
+        self.inner.counters.bytes_in()
+    }
+
+    /// Bytes of the protocol's stream written (above the transport).
+    pub fn bytes_out(&self) -> u64 {
+        self.inner.counters.bytes_out()
+    }
+
     /// Whether the connection is closing or closed.
     pub fn is_closed(&self) -> bool {
         self.inner.counters.is_closed()

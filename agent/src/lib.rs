@@ -48,7 +48,7 @@ pub use connection::{
 pub use faults::Faults;
 pub use gate::{
     AgentContext, AgentFactory, AgentStream, BoxStream, Gate, GateBuilder, NativeAgent,
-    ProtocolAgent, ShutdownReport,
+    ProtocolAgent, ShutdownReport, Traffic,
 };
 pub use handle::{AgentHandle, Command, Commands, HandleError};
 pub use mqtt::Mqtt;

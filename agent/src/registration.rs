@@ -16,6 +16,8 @@ pub struct Registration {
     handle: AgentHandle,
     session: Option<Arc<Session>>,
     reason: Option<CloseReason>,
+    /// Whether the learner was told of the end (or, under fault injection, deliberately not).
+    told: bool,
 }
 
 impl Registration {
@@ -30,6 +32,7 @@ impl Registration {
             handle,
             session: None,
             reason: None,
+            told: false,
         }
     }
 
@@ -62,6 +65,9 @@ impl Registration {
     /// `internal`, or `shutdown` during a gate shutdown) if this was not called.
     pub fn disconnect(&mut self, reason: CloseReason) {
         self.reason.get_or_insert(reason);
+        if std::mem::replace(&mut self.told, true) {
+            return;
+        }
         #[cfg(feature = "fault-injection")]
         if self
             .session
@@ -75,6 +81,8 @@ impl Registration {
         if let Some(session) = self.session.take() {
             self.gate.unregister(&session.session_id);
             self.gate.services.learner.disconnect(&session, reason);
+        } else {
+            self.gate.services.learner.ended_without_session(reason);
         }
     }
 }

@@ -20,9 +20,13 @@ pub enum BackendError {
     /// The back end refused the request; the bytes say why (sent to the client).
     #[error("failed: {}", String::from_utf8_lossy(.0))]
     Failed(Bytes),
-    /// The back end is overloaded.
+    /// The back end is overloaded (or cannot be reached now).
     #[error("busy")]
     Busy,
+    /// The back end misbehaved (an answer the gate cannot use): the client gets `internal error`
+    /// and the text, which says what was wrong, is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A back-end module (mqant's RPC module): serves `func` calls for one module name.
@@ -37,6 +41,21 @@ pub trait Backend: Send + Sync + 'static {
         func: &str,
         body: Bytes,
     ) -> BoxFuture<Result<Bytes, BackendError>>;
+
+    /// Handles `module/func`: what the gate calls. By default [`Backend::call`], which does not
+    /// need the module's name; a back end that serves many modules (the fallback of
+    /// [`Backends::with_fallback`], such as one forwarding every module to a message bus)
+    /// overrides this. `module` is the client's, `type@id` included.
+    fn call_in(
+        &self,
+        session: Arc<Session>,
+        module: &str,
+        func: &str,
+        body: Bytes,
+    ) -> BoxFuture<Result<Bytes, BackendError>> {
+        let _ = module;
+        self.call(session, func, body)
+    }
 }
 
 impl<F, Fut> Backend for F
@@ -54,12 +73,14 @@ where
     }
 }
 
-/// Routes a module name to its back end. `type@id` (mqant's pinned server) falls back to `type`.
+/// Routes a module name to its back end. `type@id` (mqant's pinned server) falls back to `type`,
+/// and a module no entry names to the fallback, if there is one.
 ///
 /// Cloning is cheap (the table is shared): every connection holds a clone.
 #[derive(Clone, Default)]
 pub struct Backends {
     modules: Arc<HashMap<String, Arc<dyn Backend>>>,
+    fallback: Option<Arc<dyn Backend>>,
 }
 
 impl Backends {
@@ -80,13 +101,28 @@ impl Backends {
         self
     }
 
+    /// Serves every module no entry names with `backend` (it is called through
+    /// [`Backend::call_in`], with the module's name).
+    pub fn with_fallback(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.fallback = Some(backend);
+        self
+    }
+
     /// The back end for a module, if any.
     pub fn route(&self, module: &str) -> Option<&Arc<dyn Backend>> {
-        self.modules.get(module).or_else(|| {
-            module
-                .split_once('@')
-                .and_then(|(ty, _)| self.modules.get(ty))
-        })
+        self.modules
+            .get(module)
+            .or_else(|| {
+                module
+                    .split_once('@')
+                    .and_then(|(ty, _)| self.modules.get(ty))
+            })
+            .or(self.fallback.as_ref())
+    }
+
+    /// Whether modules no entry names go to a fallback.
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
     }
 
     /// Module names served.
@@ -97,7 +133,12 @@ impl Backends {
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.modules.keys()).finish()
+        let mut set = f.debug_set();
+        set.entries(self.modules.keys());
+        if self.fallback.is_some() {
+            set.entry(&"*");
+        }
+        set.finish()
     }
 }
 
@@ -130,6 +171,11 @@ pub trait Learner: Send + Sync + 'static {
     fn connect(&self, _session: &Session) {}
     /// A session is gone, and why.
     fn disconnect(&self, _session: &Session, _reason: CloseReason) {}
+    /// A connection ended before it had a session (its handshake was refused, timed out, or the
+    /// client left or broke the protocol first), and why. Called once per such connection, on
+    /// its task; transport handshakes that fail never reach an agent and are not told here
+    /// ([`Gate::transport_failures`](crate::Gate::transport_failures)).
+    fn ended_without_session(&self, _reason: CloseReason) {}
 }
 
 /// A learner that does nothing.

@@ -196,6 +196,9 @@ impl<P: Protocol> Connection<P> {
 
     /// Bytes received from the client.
     pub fn handle_input(&mut self, now: Instant, data: BytesMut) {
+        self.counters
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         // After the client's goodbye nothing more is read: it was its last packet.
         if matches!(self.phase, Phase::Closing { .. } | Phase::Closed)
             || self.goodbye
@@ -233,6 +236,9 @@ impl<P: Protocol> Connection<P> {
 
     /// The driver wrote `n` bytes handed out by [`Connection::poll_transmit`].
     pub fn handle_written(&mut self, n: usize) {
+        self.counters
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
         let unwritten = self.queued_total - self.written_total;
         self.written_total += (n as u64).min(unwritten);
         while self

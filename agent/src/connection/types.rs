@@ -129,6 +129,8 @@ pub enum Action {
 pub struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) sent: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     pub(crate) closed: AtomicBool,
     pub(crate) max_buffered: AtomicUsize,
 }
@@ -141,6 +143,15 @@ impl Counters {
     /// Packets sent to the client: fully handed to the transport (written), not merely queued.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+    /// Bytes of the protocol's stream received (above the transport: TLS records and WebSocket
+    /// frames are not counted).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+    /// Bytes of the protocol's stream written to the transport.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
     }
     /// Whether the connection is closing or closed.
     pub fn is_closed(&self) -> bool {

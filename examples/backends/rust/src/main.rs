@@ -1,0 +1,3 @@
+//! The chat module of docs/CLUSTER.md, in Rust with async-nats.
+
+fn main() {}

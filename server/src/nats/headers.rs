@@ -1,0 +1,1 @@
+//! The NATS headers of the contract (docs/CLUSTER.md).

@@ -1,0 +1,100 @@
+//! Back ends in any language over NATS (docs/CLUSTER.md is the contract): the gate's calls as
+//! NATS requests ([`NatsBackend`]), and the gate RPC back ends call ([`gate_rpc`]).
+
+mod backend;
+pub mod gate_rpc;
+pub mod headers;
+pub mod subject;
+
+pub use backend::NatsBackend;
+
+use crate::Dur;
+use serde::{Deserialize, Serialize};
+
+/// `[nats]` of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The NATS server, `nats://host:port`. None: no NATS (every module in-process).
+    pub url: Option<String>,
+    /// The first token of every subject (`<prefix>.rpc.<module>.<func>`, `<prefix>.gate...`).
+    pub prefix: String,
+    /// The name the gate's NATS connection has in the server's monitoring.
+    pub name: Option<String>,
+    /// Time allowed for one attempt to connect; the gate starts without NATS and reconnects.
+    pub connect_timeout: Dur,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: None,
+            prefix: "gatekit".to_owned(),
+            name: None,
+            connect_timeout: Dur::secs(2),
+        }
+    }
+}
+
+/// What can go wrong setting up NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The URL or options were refused by the client library.
+    #[error("nats url {url:?}: {reason}")]
+    Options {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The prefix is not a valid subject (one or more tokens).
+    #[error("nats prefix {prefix:?}: {reason}")]
+    Prefix {
+        /// The prefix.
+        prefix: String,
+        /// Why.
+        reason: String,
+    },
+    /// A subscription failed.
+    #[error("nats subscribe {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Connects to NATS without waiting for it: the client is returned at once and connects (and
+/// reconnects, for the gate's life) in the background, logging each change. Calls while it is
+/// away are answered `busy` ([`NatsBackend`]).
+pub async fn connect(config: &NatsConfig, gate_id: &str) -> Result<async_nats::Client, NatsError> {
+    let url = config.url.clone().unwrap_or_default();
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("gatekit {gate_id}"));
+    let url_for_log = url.clone();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(config.connect_timeout.0)
+        .event_callback(move |event| {
+            let url = url_for_log.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%url, "connected to NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%url, "NATS connection lost; NATS modules answer busy until it is back")
+                    }
+                    other => tracing::info!(%url, event = %other, "NATS"),
+                }
+            }
+        })
+        .connect(url.as_str())
+        .await
+        .map_err(|e| NatsError::Options {
+            url,
+            reason: e.to_string(),
+        })
+}
