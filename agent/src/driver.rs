@@ -7,7 +7,7 @@ use crate::handle::{Command, Commands};
 use crate::protocol::Protocol;
 use crate::read_scratch::poll_read_chunk;
 use crate::registration::Registration;
-use crate::services::{BackendError, Services};
+use crate::services::{BackendError, BoxFuture, Services};
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use std::future::{poll_fn, Future};
@@ -47,9 +47,14 @@ where
     // Everything goes into one struct moved into the future once: the future is the connection's
     // whole memory while idle, so no argument is kept twice (as an async fn's argument and as a
     // local).
+    let mut conn = conn;
+    if registration.authenticator().is_some() {
+        conn.require_authentication();
+    }
     let driver = Driver {
         call_limit: conn_call_limit(&conn),
         conn,
+        auth: None,
         stream,
         services,
         commands,
@@ -65,6 +70,9 @@ where
 /// A back-end call's id and result (`None` if it outlived its limit).
 type CallOutput = (CallId, Option<CallResult>);
 
+/// An authenticator's answer (`Err(Unavailable)` for a panic inside it).
+type AuthOutput = Result<crate::auth::Identity, crate::auth::AuthError>;
+
 /// One connection's driver state, polled by hand (no `select!`, no split stream) so that it
 /// holds nothing but the state machine, the stream and a timer while it waits.
 struct Driver<P: Protocol, S> {
@@ -76,6 +84,8 @@ struct Driver<P: Protocol, S> {
     /// Back-end calls run on this connection's task (no spawn, no channel per call); a call that
     /// outlives its limit is dropped.
     calls: CallSet<CallOutput>,
+    /// The authenticator's check of the hello, while it runs.
+    auth: Option<BoxFuture<AuthOutput>>,
     /// Output handed out by the state machine, not yet fully written.
     pending: Option<Bytes>,
     /// Whether bytes were written since the stream was last flushed. A socket needs no flush, but
@@ -193,6 +203,13 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                 self.act(action);
             }
             let mut answered = false;
+            if let Some(auth) = &mut self.auth {
+                if let Poll::Ready(result) = auth.as_mut().poll(cx) {
+                    self.auth = None;
+                    self.conn.handle_auth_result(now(), result);
+                    answered = true;
+                }
+            }
             while let Poll::Ready(Some((id, result))) = self.calls.poll_next(cx) {
                 if let Some(result) = result {
                     self.conn.handle_call_result(now(), id, result);
@@ -210,6 +227,25 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
             Action::Connect(session) => self.registration.connect(session),
             Action::Disconnect(_, reason) => self.registration.disconnect(reason),
             Action::StorageHeartbeat(session) => self.services.store.heartbeat(&session),
+            Action::Authenticate(credentials) => {
+                let Some(authenticator) = self.registration.authenticator().cloned() else {
+                    let none = crate::auth::AuthError::Unavailable("no authenticator".into());
+                    self.conn.handle_auth_result(now(), Err(none));
+                    return;
+                };
+                // The state machine closes the connection at the handshake deadline on its own;
+                // the check is dropped with the connection.
+                self.auth = Some(Box::pin(async move {
+                    AssertUnwindSafe(authenticator.authenticate(credentials))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_panic| {
+                            Err(crate::auth::AuthError::Unavailable(
+                                "the authenticator panicked".into(),
+                            ))
+                        })
+                }));
+            }
             Action::Call(call) => {
                 let Some(backend) = self.services.backends.route(call.route.module()).cloned()
                 else {
@@ -265,7 +301,7 @@ pub fn apply<P: Protocol>(conn: &mut Connection<P>, cmd: Command) {
             let _ = conn.push(topic, body);
         }
         Command::Kick(reason) => conn.kick(t, &reason),
-        Command::Shutdown => conn.shutdown(t),
+        Command::Shutdown => conn.drain(t),
         Command::Bind(user) => {
             conn.bind(t, user);
         }

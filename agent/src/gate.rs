@@ -1,6 +1,7 @@
 //! The gate: accepts connections, creates one agent per connection through a pluggable factory,
 //! and operates on sessions by id (push, kick, broadcast, count), with graceful shutdown.
 
+use crate::auth::Authenticator;
 use crate::config::{AgentConfig, AgentConfigError};
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
@@ -139,6 +140,7 @@ pub(crate) struct GateShared {
     pub(crate) config: Arc<AgentConfig>,
     pub(crate) services: Services,
     factory: Arc<dyn AgentFactory>,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     max_connections: usize,
     sessions: Mutex<HashMap<String, AgentHandle>>,
     conns: Mutex<HashMap<u64, (AgentHandle, Option<AbortHandle>)>>,
@@ -228,7 +230,12 @@ impl Traffic {
     }
 
     fn as_array(self) -> [u64; 4] {
-        [self.packets_in, self.packets_out, self.bytes_in, self.bytes_out]
+        [
+            self.packets_in,
+            self.packets_out,
+            self.bytes_in,
+            self.bytes_out,
+        ]
     }
 }
 
@@ -238,6 +245,7 @@ pub struct GateBuilder {
     services: Services,
     factory: Arc<dyn AgentFactory>,
     max_connections: usize,
+    authenticator: Option<Arc<dyn Authenticator>>,
 }
 
 impl GateBuilder {
@@ -256,6 +264,13 @@ impl GateBuilder {
     /// The agent factory (default [`NativeAgent`]).
     pub fn factory(mut self, factory: impl AgentFactory) -> Self {
         self.factory = Arc::new(factory);
+        self
+    }
+
+    /// Checks every client's credentials before its session opens ([`crate::auth`]). Default:
+    /// none (every well-formed handshake is welcome).
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
         self
     }
 
@@ -287,6 +302,7 @@ impl GateBuilder {
                 config: Arc::new(self.config),
                 services: self.services,
                 factory: self.factory,
+                authenticator: self.authenticator,
                 max_connections: self.max_connections,
                 sessions: Mutex::default(),
                 conns: Mutex::default(),
@@ -332,6 +348,7 @@ impl Gate {
             services: Services::default(),
             factory: Arc::new(NativeAgent),
             max_connections: 100_000,
+            authenticator: None,
         }
     }
 
@@ -387,6 +404,8 @@ impl Gate {
     ) -> JoinHandle<()> {
         let gate = self.clone();
         tokio::spawn(async move {
+            // Whether the last accept failed.
+            let mut failing = false;
             loop {
                 let stopped = gate.shared.stop_accepting.notified();
                 if gate.shared.is_shutting_down() {
@@ -396,6 +415,7 @@ impl Gate {
                     _ = stopped => break,
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
+                            failing = false;
                             let _ = stream.set_nodelay(true);
                             match &transport {
                                 None => gate.accept_with(Box::new(stream), "tcp", peer.to_string(), &factory),
@@ -406,12 +426,16 @@ impl Gate {
                             // EMFILE / ENFILE: the process hit its open-file limit. Count it, say
                             // so through tracing, and back off instead of spinning.
                             let out_of_files = matches!(e.raw_os_error(), Some(23) | Some(24));
+                            // Said once per run of failures (they repeat 20 times a second).
                             if out_of_files {
                                 gate.shared.out_of_files.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(error = %e, connections = gate.connection_count(), "accept failed: open-file limit reached");
-                            } else {
+                                if !failing {
+                                    tracing::warn!(error = %e, connections = gate.connection_count(), "accept failed: open-file limit reached; new connections wait in the listen queue");
+                                }
+                            } else if !failing {
                                 tracing::warn!(error = %e, "accept failed");
                             }
+                            failing = true;
                             gate.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
@@ -736,8 +760,9 @@ impl Gate {
         }
     }
 
-    /// Graceful shutdown: stop accepting, send every client CLOSE `shutdown`, let writes drain until
-    /// `deadline`, then abort what is left. Every connected session gets its Disconnect.
+    /// Graceful shutdown: stop accepting; every connection stops reading, answers its calls in
+    /// flight (or times them out), then sends CLOSE `shutdown`; writes drain until `deadline`,
+    /// then what is left is aborted. Every connected session gets its Disconnect.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = &self.shared;
         shared.shutting_down.store(true, Ordering::Release);

@@ -17,7 +17,8 @@ pub enum Command {
     Push(Topic, Bytes),
     /// Close with `kicked` and this reason text.
     Kick(String),
-    /// Close with `shutdown`.
+    /// Close with `shutdown` once the calls in flight are answered (or time out); nothing more
+    /// is read meanwhile ([`Connection::drain`](crate::Connection::drain)).
     Shutdown,
     /// Bind a user id.
     Bind(String),

@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 mod calls;
 mod command_queue;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod services;
 pub mod session;
 pub mod transport;
 
+pub use auth::{AuthError, Authenticator, Credentials, Identity};
 pub use config::{AgentConfig, AgentConfigError};
 pub use connection::{
     Action, Call, CallId, CallResult, CloseReason, ConnInfo, Connection, Counters, PushError,

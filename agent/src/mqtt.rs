@@ -247,7 +247,8 @@ impl Protocol for Mqtt {
         };
         Ok(Some(match (self.stage, packet) {
             (Stage::Connect, Packet::Connect(c)) => {
-                self.stage = Stage::Open;
+                // The stage moves on at the CONNACK (encode_welcome): until then (an
+                // authenticator deciding) a refusal is a refusing CONNACK.
                 let mut credentials = BytesMut::new();
                 if let Some(u) = &c.username {
                     credentials.extend_from_slice(u.as_bytes());
@@ -325,6 +326,7 @@ impl Protocol for Mqtt {
     }
 
     fn encode_welcome(&mut self, _w: &Welcome<'_>, out: &mut BytesMut) -> Result<(), TooLarge> {
+        self.stage = Stage::Open;
         let connack = Packet::ConnAck(ConnAck::Accepted {
             session_present: false,
         });
@@ -368,9 +370,12 @@ impl Protocol for Mqtt {
         let packet = match (self.stage, code) {
             // A refused CONNECT gets the CONNACK its client understands.
             (_, CloseCode::UnsupportedVersion) => self.refusal.take(),
-            (Stage::Connect, CloseCode::ServerFull | CloseCode::Shutdown) => Some(Packet::ConnAck(
-                ConnAck::Refused(ConnectRefusal::ServerUnavailable),
-            )),
+            (
+                Stage::Connect,
+                CloseCode::ServerFull | CloseCode::Shutdown | CloseCode::InternalError,
+            ) => Some(Packet::ConnAck(ConnAck::Refused(
+                ConnectRefusal::ServerUnavailable,
+            ))),
             (Stage::Connect, CloseCode::Unauthorized) => Some(Packet::ConnAck(ConnAck::Refused(
                 ConnectRefusal::NotAuthorized,
             ))),

@@ -177,7 +177,8 @@ impl Protocol for Pomelo {
                 Ok(client) => {
                     let credentials = client.user.clone().unwrap_or_default();
                     self.client = Some(client);
-                    self.stage = Stage::AwaitAck;
+                    // The stage moves on at the handshake response (encode_welcome): until then
+                    // (an authenticator deciding) a refusal is the handshake's own error answer.
                     Event::Hello(Hello {
                         credentials,
                         heartbeat: None,
@@ -229,6 +230,7 @@ impl Protocol for Pomelo {
     fn encode_welcome(&mut self, w: &Welcome<'_>, out: &mut BytesMut) -> Result<(), TooLarge> {
         let secs = w.heartbeat.as_secs() as u32;
         let client = self.client.take().unwrap_or_default();
+        self.stage = Stage::AwaitAck;
         let answer = HandshakeResponse::accept(&client, Some(secs), self.dict.as_ref());
         self.package(&answer.to_package(), out, "handshake response")
     }

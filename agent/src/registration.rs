@@ -36,6 +36,11 @@ impl Registration {
         }
     }
 
+    /// The gate's authenticator, if it has one.
+    pub(crate) fn authenticator(&self) -> Option<&Arc<dyn crate::auth::Authenticator>> {
+        self.gate.authenticator.as_ref()
+    }
+
     /// The handle of this connection.
     pub fn handle(&self) -> &AgentHandle {
         &self.handle

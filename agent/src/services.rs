@@ -125,6 +125,11 @@ impl Backends {
         self.fallback.is_some()
     }
 
+    /// The back end of modules no entry names, if there is one.
+    pub fn fallback(&self) -> Option<&Arc<dyn Backend>> {
+        self.fallback.as_ref()
+    }
+
     /// Module names served.
     pub fn modules(&self) -> impl Iterator<Item = &str> {
         self.modules.keys().map(String::as_str)

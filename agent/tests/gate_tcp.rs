@@ -665,7 +665,8 @@ async fn max_connections_refuses_the_next_one_with_server_full() {
 // ----- graceful shutdown -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_closes_100_clients_with_one_disconnect_each() {
+async fn graceful_shutdown_answers_calls_in_flight_and_closes_100_clients_with_one_disconnect_each()
+{
     const N: usize = 100;
     bounded(async {
         let f = start_default().await;
@@ -674,12 +675,21 @@ async fn graceful_shutdown_closes_100_clients_with_one_disconnect_each() {
         for i in 0..N {
             let mut c = f.client().await;
             let sid = c.handshake().await;
-            if i % 10 == 0 {
-                // A tenth of them wait on a slow back end when the shutdown comes.
+            let waiting = i % 10 == 0;
+            if waiting {
+                // A tenth of them wait on a slow back end when the shutdown comes: their answer
+                // comes first, then the CLOSE (nothing in flight is lost).
                 c.send(req(1, "slow/x", "pending")).await;
             }
             sids.push(sid);
             readers.push(tokio::spawn(async move {
+                if waiting {
+                    let r = c.recv_response().await;
+                    assert_eq!(
+                        (r.id.get(), r.status, &r.body[..]),
+                        (1, Status::Ok, &b"pending"[..])
+                    );
+                }
                 c.expect_close(CloseCode::Shutdown).await;
             }));
         }

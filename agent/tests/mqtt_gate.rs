@@ -28,6 +28,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(None)
+}
+
+fn setup_with(auth: Option<Arc<dyn gatekit_agent::Authenticator>>) -> Setup {
     let learner = Arc::new(RecLearner::default());
     let echo = |_s: Arc<gatekit_agent::Session>, func: String, body: Bytes| async move {
         match func.as_str() {
@@ -42,8 +46,12 @@ fn setup() -> Setup {
             backends: Backends::new().with("echo", echo),
             learner: learner.clone(),
             ..Services::default()
-        })
-        .build();
+        });
+    let gate = match auth {
+        Some(a) => gate.authenticator(a),
+        None => gate,
+    }
+    .build();
     Setup {
         gate,
         learner,
@@ -283,4 +291,44 @@ async fn keep_alive_kicks_and_bad_topics() {
             .count(),
         2
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn mqtt_credentials_reach_the_authenticator_and_a_refusal_is_connack_5() {
+    let s = setup_with(Some(common::test_authenticator()));
+    let mut good = s.connect();
+    let mut c = Connect::new(MqttString::from_static("c1"), 0);
+    c.username = Some(MqttString::from_static("u"));
+    c.password = Some(Bytes::from_static(b"good"));
+    good.send(Packet::Connect(Box::new(c))).await;
+    assert_eq!(
+        good.recv().await,
+        Some(Packet::ConnAck(ConnAck::Accepted {
+            session_present: false
+        }))
+    );
+    let sid = s.only_session();
+    assert_eq!(
+        s.gate
+            .agent(&sid)
+            .unwrap()
+            .session()
+            .unwrap()
+            .user_id
+            .as_deref(),
+        Some("u1")
+    );
+    let mut bad = s.connect();
+    let mut c = Connect::new(MqttString::from_static("c2"), 0);
+    c.username = Some(MqttString::from_static("u"));
+    c.password = Some(Bytes::from_static(b"wrong"));
+    bad.send(Packet::Connect(Box::new(c))).await;
+    assert_eq!(
+        bad.recv().await,
+        Some(Packet::ConnAck(ConnAck::Refused(
+            gatekit_codec::mqtt::ConnectRefusal::NotAuthorized
+        )))
+    );
+    assert_eq!(bad.recv().await, None);
+    assert_eq!(s.learner.connects(), 1);
 }

@@ -27,6 +27,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(None)
+}
+
+fn setup_with(auth: Option<Arc<dyn gatekit_agent::Authenticator>>) -> Setup {
     let learner = Arc::new(RecLearner::default());
     let echo = |_s: Arc<gatekit_agent::Session>, func: String, body: Bytes| async move {
         match func.as_str() {
@@ -44,8 +48,12 @@ fn setup() -> Setup {
             backends: Backends::new().with("echo", echo),
             learner: learner.clone(),
             ..Services::default()
-        })
-        .build();
+        });
+    let gate = match auth {
+        Some(a) => gate.authenticator(a),
+        None => gate,
+    }
+    .build();
     Setup {
         gate,
         learner,
@@ -286,4 +294,24 @@ async fn strict_where_pinus_is_lenient() {
         [CloseReason::ProtocolError; 3],
         "the refused handshake had no session"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pomelo_user_data_reaches_the_authenticator_and_a_refusal_is_code_500() {
+    let s = setup_with(Some(common::test_authenticator()));
+    for (token, code) in [("good", 200), ("wrong", 500)] {
+        let mut c = s.connect();
+        let mut hs = ClientHandshake::new("js-tcp", "0.0.1");
+        hs.user = Some(Bytes::from(format!("{{\"token\":\"{token}\"}}")));
+        c.send(&hs.to_package()).await;
+        let answer = match c.recv().await {
+            Some(Package::Handshake(body)) => ServerHandshake::parse(&body).unwrap(),
+            other => panic!("expected the handshake response, got {other:?}"),
+        };
+        assert_eq!(answer.code, code, "{token}");
+        if code == 500 {
+            assert_eq!(c.recv().await, None, "closed after the refusal");
+        }
+    }
+    assert_eq!(s.learner.connects(), 1);
 }

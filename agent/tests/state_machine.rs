@@ -932,6 +932,66 @@ fn disconnect_shutdown() {
 }
 
 #[test]
+fn drain_answers_the_calls_in_flight_then_closes_with_shutdown() {
+    let (mut c, _) = Client::open(AgentConfig {
+        max_in_flight: 2,
+        ..AgentConfig::default()
+    });
+    c.send(&[req(1, "a/b", b""), req(2, "a/b", b"")]);
+    let calls = c.calls();
+    assert_eq!(calls.len(), 2);
+    c.conn.drain(c.now);
+    c.pump();
+    // Nothing is closed while calls are in flight, and nothing more is read.
+    assert!(c.take_out().is_empty());
+    assert!(!c.conn.wants_read());
+    c.send(&[req(3, "a/b", b"")]);
+    assert!(c.calls().is_empty(), "a request read while draining");
+    c.result(&calls[0], CallResult::Ok(Bytes::from_static(b"one")));
+    assert_eq!(c.take_out(), vec![resp(1, Status::Ok, b"one")]);
+    c.result(&calls[1], CallResult::Ok(Bytes::from_static(b"two")));
+    assert_eq!(
+        c.take_out(),
+        vec![
+            resp(2, Status::Ok, b"two"),
+            close_pkt(CloseCode::Shutdown, "gate shutting down")
+        ]
+    );
+    c.assert_disconnected(CloseReason::Shutdown);
+}
+
+#[test]
+fn drain_times_out_a_call_that_does_not_answer_then_closes() {
+    let (mut c, _) = Client::open(AgentConfig::default());
+    c.send(&[req(1, "a/b", b"")]);
+    let _call = c.one_call();
+    c.conn.drain(c.now);
+    c.pump();
+    assert!(c.take_out().is_empty());
+    c.tick(AgentConfig::default().backend_timeout);
+    assert_eq!(
+        c.take_out(),
+        vec![
+            resp(1, Status::Timeout, b""),
+            close_pkt(CloseCode::Shutdown, "gate shutting down")
+        ]
+    );
+    c.assert_disconnected(CloseReason::Shutdown);
+}
+
+#[test]
+fn drain_with_nothing_in_flight_closes_at_once() {
+    let (mut c, _) = Client::open(AgentConfig::default());
+    c.conn.drain(c.now);
+    c.pump();
+    assert_eq!(
+        c.take_out(),
+        vec![close_pkt(CloseCode::Shutdown, "gate shutting down")]
+    );
+    c.assert_disconnected(CloseReason::Shutdown);
+}
+
+#[test]
 fn first_close_reason_wins() {
     let (mut c, _) = Client::open(AgentConfig::default());
     c.auto_ack = false;

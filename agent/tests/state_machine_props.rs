@@ -680,6 +680,9 @@ impl H {
                     let user = self.bound.as_ref().map(|b| b.user.as_str());
                     assert_eq!(c.session.user_id.as_deref(), user, "Call session snapshot");
                 }
+                Action::Authenticate(_) => {
+                    panic!("{:?}: authentication was never required", a)
+                }
                 Action::StorageHeartbeat(s) => {
                     let hb = self.cfg.heartbeat;
                     let b = self

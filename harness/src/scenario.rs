@@ -1,8 +1,6 @@
 //! Load scenarios: built in, or read from TOML, with command-line overrides.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::time::Duration;
 
 pub use gatekit_server::Dur;
 

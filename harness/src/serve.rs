@@ -11,17 +11,16 @@
 use crate::fake_backend::EchoBackend;
 use crate::procfs;
 use crate::scenario::Scenario;
-use crate::sim::agent_config;
-use gatekit_agent::{Backends, CloseReason, Gate, Learner, Services, Session, SessionStore};
+use gatekit_agent::{CloseReason, Gate, Learner, Session, SessionStore};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 
 /// Pending connections the listening socket queues (the kernel caps it at `somaxconn`).
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub use gatekit_server::LISTEN_BACKLOG;
 
 /// A learner and session store that only count.
 #[derive(Debug, Default)]
@@ -111,6 +110,9 @@ pub enum GateEvent {
         /// Every listener, with its bound address.
         #[serde(default)]
         listeners: Vec<crate::listen::Listener>,
+        /// The metrics endpoint's bound address, if there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<SocketAddr>,
     },
     /// Counts, every `--status-every`.
     Status(GateStatus),
@@ -128,18 +130,13 @@ pub enum GateEvent {
 /// Options of `gatekit serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Where to listen and with which protocol (loopback); the first one is the `addr` reported.
-    pub listeners: Vec<crate::listen::Listener>,
-    /// Share the port with other processes (SO_REUSEPORT).
-    pub reuse_port: bool,
+    /// The server's configuration (listeners, limits, back ends, NATS, metrics): the product's
+    /// own, [`gatekit_server::ServerConfig`]. Its `echo` module is the scenario's fake back end.
+    pub config: gatekit_server::ServerConfig,
     /// Stop after this long.
     pub duration: Duration,
-    /// Gate options and fake back-end behaviour.
+    /// The fake back end's behaviour (latency, errors, faults) and seed.
     pub scenario: Scenario,
-    /// Interval offered to clients for pings.
-    pub ping_interval: Option<Duration>,
-    /// Connections held at most.
-    pub max_connections: usize,
     /// How often to report.
     pub status_every: Duration,
     /// Stop when standard input closes.
@@ -148,27 +145,13 @@ pub struct ServeOptions {
     pub control: Option<SocketAddr>,
     /// Broadcast this many numbered pushes per second to every session.
     pub push_rate: f64,
-    /// Certificates and WebSocket options of the tls, ws and wss listeners.
-    pub transport: crate::listener_transport::TransportOptions,
     /// Defects injected into the gate's own code.
     #[cfg(feature = "fault-injection")]
     pub faults: gatekit_agent::Faults,
 }
 
 /// A listening socket on `addr`, sharing the port with other processes if `reuse_port`.
-pub fn listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    if reuse_port {
-        socket.set_reuseport(true)?;
-    }
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
+pub use gatekit_server::listener;
 
 fn status(gate: &Gate, tally: &Tally) -> GateStatus {
     let (accepted, refused) = gate.accepted_refused();
@@ -187,65 +170,66 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
     }
 }
 
-/// Runs the gate until the duration ends, Ctrl-C, or (with `stdin_control`) standard input closes;
-/// reports through `report`.
-pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Result<(), String> {
-    if opts.listeners.is_empty() {
-        return Err("no listener: give --addr or --listen".into());
-    }
-    for l in &opts.listeners {
-        crate::tcp::require_loopback(&l.addr)?;
-    }
+/// Why `gatekit serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The server could not start (configuration, listener, certificate, NATS): exit 2.
+    #[error(transparent)]
+    Start(#[from] gatekit_server::ServerError),
+    /// An option of the harness's own is wrong: exit 2.
+    #[error("{0}")]
+    Options(String),
+}
+
+/// Runs the gate server until the duration ends, SIGTERM or SIGINT, or (with `stdin_control`)
+/// standard input closes; reports through `report`.
+pub async fn serve(
+    opts: ServeOptions,
+    mut report: impl FnMut(&GateEvent),
+) -> Result<(), ServeError> {
     if let Some(c) = &opts.control {
-        crate::tcp::require_loopback(c)?;
+        crate::tcp::require_loopback(c).map_err(ServeError::Options)?;
     }
     if !(opts.push_rate.is_finite() && opts.push_rate >= 0.0) {
-        return Err(format!(
+        return Err(ServeError::Options(format!(
             "--push-rate {}: must be a non-negative number of pushes per second",
             opts.push_rate
-        ));
+        )));
     }
     let plain = Arc::new(Tally::default());
     let control = opts
         .control
         .map(|_| Arc::new(crate::control::ControlRecorder::new()));
-    let mut config = agent_config(&opts.scenario);
-    if let Some(p) = opts.ping_interval {
-        config.ping_interval = p;
-    }
-    #[cfg(feature = "fault-injection")]
-    {
-        config.faults = opts.faults.clone();
-    }
-    let buffer_bound = config.buffer_bound(gatekit_agent::driver::READ_SIZE);
-    let config_for_ws = config.clone();
+    let mut config = opts.config.clone();
+    // The harness's `echo` is the scenario's fake back end (latency, errors, hangs, panics).
+    config
+        .backends
+        .modules
+        .insert("echo".to_owned(), gatekit_server::config::ModuleRoute::Rust);
     let (store, learner): (Arc<dyn SessionStore>, Arc<dyn Learner>) = match &control {
         Some(c) => (c.clone(), c.clone()),
         None => (plain.clone(), plain.clone()),
     };
-    let services = Services {
-        backends: Backends::new().with(
-            "echo",
-            EchoBackend::new(opts.scenario.backend.clone(), opts.scenario.seed),
-        ),
-        store,
-        learner,
+    let echo: Arc<dyn gatekit_agent::Backend> = Arc::new(EchoBackend::new(
+        opts.scenario.backend.clone(),
+        opts.scenario.seed,
+    ));
+    let extras = gatekit_server::Extras {
+        backends: std::collections::HashMap::from([("echo".to_owned(), echo)]),
+        store: Some(store),
+        learner: Some(learner),
+        #[cfg(feature = "fault-injection")]
+        faults: opts.faults.clone(),
     };
-    let gate = Gate::builder()
-        .config(config)
-        .services(services)
-        .max_connections(opts.max_connections)
-        .build();
+    let buffer_bound = config
+        .agent_config()
+        .buffer_bound(gatekit_agent::driver::READ_SIZE);
+    let running = gatekit_server::Server::with_extras(config, extras)
+        .start()
+        .await?;
+    let gate = running.gate().clone();
     let tally: &Tally = control.as_ref().map_or(&plain, |c| &c.tally);
-    let mut bound = Vec::new();
-    let mut sockets = Vec::new();
-    for l in &opts.listeners {
-        let socket = listener(l.addr, opts.reuse_port).map_err(|e| format!("{l}: {e}"))?;
-        let addr = socket.local_addr().map_err(|e| e.to_string())?;
-        let transport = crate::listener_transport::transport(l, &opts.transport, &config_for_ws)?;
-        bound.push(crate::listen::Listener { addr, ..l.clone() });
-        sockets.push((socket, l.protocol, transport));
-    }
+    let bound = running.listeners().to_vec();
     let local = bound[0].addr;
     let mut control_addr = None;
     let control_task = match (&control, opts.control) {
@@ -253,8 +237,11 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             c.set_gate(gate.clone());
             let l = TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("--control {addr}: {e}"))?;
-            control_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+                .map_err(|e| ServeError::Options(format!("--control {addr}: {e}")))?;
+            control_addr = Some(
+                l.local_addr()
+                    .map_err(|e| ServeError::Options(e.to_string()))?,
+            );
             let (c, g) = (c.clone(), gate.clone());
             Some(crate::control::serve(l, move || {
                 c.snapshot(status(&g, &c.tally), buffer_bound)
@@ -270,19 +257,13 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
             opts.scenario.body_size,
         ))
     });
-    let accepts: Vec<_> = sockets
-        .into_iter()
-        .map(|(socket, protocol, transport)| match transport {
-            None => gate.serve_with(socket, protocol.factory()),
-            Some(t) => gate.serve_over(socket, t, protocol.factory()),
-        })
-        .collect();
     report(&GateEvent::Listening {
         addr: local,
         pid: std::process::id(),
         open_file_limit: procfs::open_file_limit().map(|l| l.0),
         control: control_addr,
         listeners: bound,
+        metrics: running.metrics_addr(),
     });
     let end = tokio::time::Instant::now() + opts.duration;
     let mut tick = tokio::time::interval(opts.status_every);
@@ -298,10 +279,13 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
         }
     };
     tokio::pin!(stdin);
+    let terminate = terminate_signal();
+    tokio::pin!(terminate);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(end) => break,
             _ = tokio::signal::ctrl_c() => break,
+            _ = &mut terminate => break,
             _ = &mut stdin => break,
             _ = tick.tick() => report(&GateEvent::Status(status(&gate, tally))),
             _ = watch.tick() => {
@@ -319,10 +303,7 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
     if let Some(p) = pusher {
         p.abort();
     }
-    let r = gate.shutdown(Duration::from_secs(5)).await;
-    for a in accepts {
-        a.abort();
-    }
+    let r = running.shutdown().await;
     if let Some(c) = control_task {
         c.abort();
     }
@@ -332,6 +313,17 @@ pub async fn serve(opts: ServeOptions, mut report: impl FnMut(&GateEvent)) -> Re
         aborted: r.aborted,
     });
     Ok(())
+}
+
+/// SIGTERM (never, where there is no such signal).
+async fn terminate_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        term.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
 }
 
 /// Broadcasts numbered pushes ([`crate::client::push_body`]) at `rate` per second, noting each
@@ -368,9 +360,13 @@ pub fn describe(event: &GateEvent) -> String {
             pid,
             control,
             listeners,
+            metrics,
             ..
         } => {
-            let control = control.map_or(String::new(), |c| format!("; control endpoint {c}"));
+            let mut control = control.map_or(String::new(), |c| format!("; control endpoint {c}"));
+            if let Some(m) = metrics {
+                control.push_str(&format!("; metrics http://{m}/metrics"));
+            }
             let on: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
             format!(
                 "gatekit gate on {} (pid {pid}; fake back-end module \"echo\"{control})",

@@ -457,6 +457,10 @@ fn pump<P: Protocol>(
                     }
                 }
                 Action::StorageHeartbeat(s) => recorder.heartbeat(&s, now),
+                // The simulated gate has no authenticator (it never asks for one).
+                Action::Authenticate(_) => {
+                    unreachable!("the simulation never requires authentication")
+                }
                 Action::Call(call) => {
                     let (lat, outcome) = sample(&scenario.backend, rng);
                     let kind = match outcome {

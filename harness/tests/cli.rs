@@ -204,13 +204,18 @@ fn a_non_loopback_target_is_refused() {
     assert!(out.stdout.is_empty(), "no report: {out:?}");
     assert!(out.took < Duration::from_secs(10), "{out:?}");
 
-    // `serve` refuses to listen on it too.
+    // `serve` is the deployable gate: it may listen anywhere, and an address it cannot bind is
+    // one line naming the listener, exit 2.
     let out = gatekit(
         &["serve", "--addr", "10.1.2.3:7000", "--duration", "1s"],
         QUICK,
     );
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(out.stderr.contains("loopback"), "{out:?}");
+    assert!(
+        out.stderr.contains("native+tcp://10.1.2.3:7000: "),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
 }
 
 #[test]
@@ -307,6 +312,83 @@ fn a_tls_listener_without_a_usable_certificate_exits_2_naming_it() {
         let out = gatekit(&all, QUICK);
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
         assert!(out.stderr.contains(says), "{args:?}: {out:?}");
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn serve_prints_its_default_config_and_runs_from_it() {
+    let out = gatekit(&["serve", "--print-config"], QUICK);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("[limits]"), "{out:?}");
+    assert!(
+        out.stdout.contains("handshake_timeout = \"10s\""),
+        "{out:?}"
+    );
+    // The printed file, edited as a user would, is what the gate runs.
+    let edited = out
+        .stdout
+        .replace(
+            "listen = [\"native+tcp://127.0.0.1:7000\"]",
+            "listen = [\"native+tcp://127.0.0.1:0\"]",
+        )
+        .replace(
+            "handshake_timeout = \"10s\"",
+            "handshake_timeout = \"300ms\"",
+        );
+    let file = TempFile::with("printed-gate.toml", &edited);
+    let serve = common::Serve::start(&["--config", file.path()]);
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    // CLOSE `handshake timeout` after the file's 300 ms, not the default 10 s.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(&got[..3], &[got.len() as u8 - 1, 0x09, 0x08], "{got:02x?}");
+    assert_eq!(serve.stop(), Some(0));
+}
+
+#[test]
+fn a_bad_config_file_exits_2_naming_the_file_and_the_key() {
+    let unknown = TempFile::with(
+        "unknown-key.toml",
+        "[limits]\nhandshake_timeout = \"5s\"\nmax_frame = 10\n",
+    );
+    let bad_value = TempFile::with("bad-value.toml", "[limits]\nmax_frame_length = 0\n");
+    let no_nats = TempFile::with("no-nats.toml", "[backends.modules]\nchat = \"nats\"\n");
+    let missing = temp_path("missing-gate.toml");
+    let missing = missing.to_str().unwrap();
+    let cases: [(Vec<&str>, Vec<&str>); 5] = [
+        (
+            vec!["--config", unknown.path()],
+            vec![unknown.path(), "unknown field `max_frame`", "line 3"],
+        ),
+        (
+            vec!["--config", bad_value.path()],
+            vec![bad_value.path(), "limits.max_frame_length"],
+        ),
+        (
+            vec!["--config", no_nats.path()],
+            vec![no_nats.path(), "nats.url"],
+        ),
+        (vec!["--config", missing], vec![missing, "cannot read"]),
+        // An override is checked too, and said to come from the command line.
+        (
+            vec!["--gate-id", "a.b"],
+            vec!["command line", "gate.id", "\"a.b\""],
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["serve", "--duration", "1s"];
+        all.extend_from_slice(&args);
+        let out = gatekit(&all, QUICK);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        for s in says {
+            assert!(out.stderr.contains(s), "{args:?} should say {s:?}: {out:?}");
+        }
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {out:?}");
         assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
     }
 }

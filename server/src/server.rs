@@ -4,7 +4,9 @@ use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::listener_transport::{TlsSource, TransportOptions};
 use crate::metrics::Metrics;
-use gatekit_agent::{Backend, Gate, Learner, NoLearner, NoStore, Services, SessionStore, ShutdownReport};
+use gatekit_agent::{
+    Backend, Gate, Learner, NoLearner, NoStore, Services, SessionStore, ShutdownReport,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,6 +122,7 @@ impl Server {
             Arc::new(crate::nats::NatsBackend::new(
                 client.clone(),
                 config.nats.prefix.clone(),
+                config.limits.backend_timeout.0,
             )) as Arc<dyn Backend>
         });
         let mut backends =
@@ -164,12 +167,14 @@ impl Server {
                 listener: l.to_string(),
                 reason,
             };
-            let transport = crate::listener_transport::transport(l, &transport_options, &agent_config)
-                .map_err(|e| ServerError::Listener {
-                    listener: l.to_string(),
-                    reason: e.trim_start_matches(&format!("listener {l}: ")).to_owned(),
-                })?;
-            let socket = listener(l.addr, config.gate.reuse_port).map_err(|e| fail(e.to_string()))?;
+            let transport =
+                crate::listener_transport::transport(l, &transport_options, &agent_config)
+                    .map_err(|e| ServerError::Listener {
+                        listener: l.to_string(),
+                        reason: e.trim_start_matches(&format!("listener {l}: ")).to_owned(),
+                    })?;
+            let socket =
+                listener(l.addr, config.gate.reuse_port).map_err(|e| fail(e.to_string()))?;
             let addr = socket.local_addr().map_err(|e| fail(e.to_string()))?;
             bound.push(Listener { addr, ..l.clone() });
             sockets.push((socket, l.protocol, transport));
@@ -184,13 +189,21 @@ impl Server {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServerError::Metrics { addr, source })?;
-            metrics_addr = Some(l.local_addr().map_err(|source| ServerError::Metrics { addr, source })?);
+            metrics_addr = Some(
+                l.local_addr()
+                    .map_err(|source| ServerError::Metrics { addr, source })?,
+            );
             tasks.push(crate::metrics::serve(m.clone(), l));
         }
         if let Some(client) = &nats {
             tasks.push(
-                crate::nats::gate_rpc::serve(client.clone(), &config.nats.prefix, &gate_id, gate.clone())
-                    .await?,
+                crate::nats::gate_rpc::serve(
+                    client.clone(),
+                    &config.nats.prefix,
+                    &gate_id,
+                    gate.clone(),
+                )
+                .await?,
             );
         }
         let accepts = sockets

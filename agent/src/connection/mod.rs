@@ -83,6 +83,13 @@ pub struct Connection<P: Protocol = Native> {
     /// The peer said goodbye (the protocol's graceful close): the gate answers what it read, then
     /// says goodbye too.
     goodbye: bool,
+    /// The gate is shutting down: nothing more is read, and once the calls in flight are
+    /// answered the connection closes with `shutdown`.
+    draining: bool,
+    /// Whether hellos go to an authenticator ([`Connection::require_authentication`]).
+    authenticate: bool,
+    /// The hello waiting for its authenticator's answer (nothing more is read meanwhile).
+    authenticating: Option<Box<Hello>>,
     session: Option<Arc<Session>>,
     connected: bool,
     disconnect_sent: bool,
@@ -155,6 +162,9 @@ impl<P: Protocol> Connection<P> {
             ends: VecDeque::new(),
             peer_eof: false,
             goodbye: false,
+            draining: false,
+            authenticate: false,
+            authenticating: None,
             session: None,
             connected: false,
             disconnect_sent: false,
@@ -192,7 +202,61 @@ impl<P: Protocol> Connection<P> {
         );
     }
 
+    /// Sends every hello to an authenticator first: the session opens only once
+    /// [`Connection::handle_auth_result`] accepts it ([`Action::Authenticate`]). Set before any
+    /// input.
+    pub fn require_authentication(&mut self) {
+        self.authenticate = true;
+    }
+
+    /// Whether a hello waits for its authenticator.
+    pub fn is_authenticating(&self) -> bool {
+        self.authenticating.is_some()
+    }
+
     // ----- inputs -----
+
+    /// The authenticator's answer to [`Action::Authenticate`]: the session opens (binding the
+    /// identity's user id, if any), or the client is refused with the protocol's own
+    /// `unauthorized` (or `internal error` when the check could not be made). An answer after the
+    /// handshake deadline (the connection is closing) is ignored.
+    pub fn handle_auth_result(
+        &mut self,
+        now: Instant,
+        result: Result<crate::auth::Identity, crate::auth::AuthError>,
+    ) {
+        if !matches!(self.phase, Phase::Handshake { .. }) {
+            return;
+        }
+        let Some(hello) = self.authenticating.take() else {
+            return;
+        };
+        match result {
+            Ok(identity) => {
+                let bound = identity.user_id.is_some();
+                self.open(now, &hello, identity.user_id);
+                if bound {
+                    // Storage heartbeats start as with a Bind.
+                    self.active_since_heartbeat = true;
+                    self.maybe_heartbeat(now);
+                }
+                self.process_input(now);
+            }
+            Err(crate::auth::AuthError::Refused(why)) => self.close_with(
+                now,
+                CloseReason::Refused,
+                Some((CloseCode::Unauthorized, why)),
+            ),
+            Err(crate::auth::AuthError::Unavailable(why)) => self.close_with(
+                now,
+                CloseReason::Refused,
+                Some((
+                    CloseCode::InternalError,
+                    format!("authentication unavailable: {why}"),
+                )),
+            ),
+        }
+    }
 
     /// Bytes received from the client.
     pub fn handle_input(&mut self, now: Instant, data: BytesMut) {
@@ -277,6 +341,15 @@ impl<P: Protocol> Connection<P> {
             self.respond(now, reply, status, body);
         }
         self.process_input(now);
+        self.drained(now);
+    }
+
+    /// Closes a draining connection once its last call is answered.
+    fn drained(&mut self, now: Instant) {
+        if self.draining && self.in_flight.is_empty() {
+            self.draining = false;
+            self.shutdown(now);
+        }
     }
 
     /// Time passed: fires whatever is due at `now`.
@@ -306,6 +379,7 @@ impl<P: Protocol> Connection<P> {
                 self.respond(now, reply, Status::Timeout, Bytes::new());
             }
         }
+        self.drained(now);
         if !matches!(self.phase, Phase::Open) {
             return;
         }
@@ -350,13 +424,25 @@ impl<P: Protocol> Connection<P> {
         );
     }
 
-    /// Closes the connection because the gate is shutting down.
+    /// Closes the connection because the gate is shutting down, at once: calls in flight are
+    /// abandoned. [`Connection::drain`] answers them first.
     pub fn shutdown(&mut self, now: Instant) {
         self.close_with(
             now,
             CloseReason::Shutdown,
             Some((CloseCode::Shutdown, "gate shutting down".into())),
         );
+    }
+
+    /// Closes the connection because the gate is shutting down, gracefully: at once if no
+    /// back-end call is in flight; otherwise nothing more is read, the calls in flight are answered
+    /// (or time out at their deadline), and then it closes as [`Connection::shutdown`] does.
+    pub fn drain(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Open) && !self.in_flight.is_empty() {
+            self.draining = true;
+        } else {
+            self.shutdown(now);
+        }
     }
 
     /// Binds a user id to the session (mqant's `Bind`); starts storage heartbeats.
@@ -434,6 +520,8 @@ impl<P: Protocol> Connection<P> {
         match self.phase {
             Phase::Handshake { .. } | Phase::Open => {
                 !self.peer_eof
+                    && !self.draining
+                    && self.authenticating.is_none()
                     && self.in_flight.len() < self.config.max_in_flight.max(1)
                     && self.input.len() <= self.protocol.max_packet_len()
             }
@@ -615,6 +703,8 @@ impl<P: Protocol> Connection<P> {
     fn process_input(&mut self, now: Instant) {
         while matches!(self.phase, Phase::Handshake { .. } | Phase::Open)
             && !self.goodbye
+            && !self.draining
+            && self.authenticating.is_none()
             && self.in_flight.len() < self.config.max_in_flight.max(1)
         {
             let before = self.output.len();
@@ -681,7 +771,17 @@ impl<P: Protocol> Connection<P> {
                     refused: Some(v), ..
                 }),
             ) => self.close_with(now, CloseReason::Refused, Some((v.code, v.reason))),
-            (Phase::Handshake { .. }, Event::Hello(hello)) => self.open(now, &hello),
+            (Phase::Handshake { .. }, Event::Hello(mut hello)) if self.authenticate => {
+                self.actions
+                    .push_back(Action::Authenticate(crate::auth::Credentials {
+                        protocol: self.protocol.name(),
+                        network: self.info.network.clone(),
+                        peer: self.info.peer.clone(),
+                        credentials: std::mem::take(&mut hello.credentials),
+                    }));
+                self.authenticating = Some(Box::new(hello));
+            }
+            (Phase::Handshake { .. }, Event::Hello(hello)) => self.open(now, &hello, None),
             (Phase::Handshake { .. }, other) => {
                 let msg = format!(
                     "expected {}, got {}",
@@ -728,16 +828,19 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    /// A valid hello: the session opens.
-    fn open(&mut self, now: Instant, hello: &Hello) {
+    /// A valid (and, with an authenticator, accepted) hello: the session opens, bound to `user`
+    /// if the authenticator named one (the learner's Connect already sees it).
+    fn open(&mut self, now: Instant, hello: &Hello, user: Option<String>) {
         let negotiated = self.protocol.negotiate(hello, &self.config);
         // The connection's info is only needed for its session: moved, not copied.
-        let session = Arc::new(Session::new(
+        let mut session = Session::new(
             std::mem::take(&mut self.info.session_id),
             std::mem::take(&mut self.info.network),
             std::mem::take(&mut self.info.peer),
             self.config.server_id.clone(),
-        ));
+        );
+        session.user_id = user;
+        let session = Arc::new(session);
         self.phase = Phase::Open;
         self.last_activity = now;
         self.idle_timeout = negotiated.idle_timeout;

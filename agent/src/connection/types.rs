@@ -122,6 +122,10 @@ pub enum Action {
     StorageHeartbeat(Arc<Session>),
     /// Tell the learner the session is gone (once, iff `Connect` was yielded, always after it).
     Disconnect(Arc<Session>, CloseReason),
+    /// Check a hello's credentials and report with
+    /// [`Connection::handle_auth_result`](crate::Connection::handle_auth_result) (only after
+    /// [`Connection::require_authentication`](crate::Connection::require_authentication)).
+    Authenticate(crate::auth::Credentials),
 }
 
 /// Exact packet counters, shared with handles on other tasks (atomics, single writer).

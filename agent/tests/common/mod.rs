@@ -159,3 +159,35 @@ impl Hold {
             )
     }
 }
+
+// ----- an authenticator the tests drive -----
+
+/// Accepts credentials `good` (and MQTT's `u:good`, pomelo's `{"token":"good"}`) as user `u1`,
+/// refuses everything else with "bad token", says `down` is unavailable, panics on `panic`, and
+/// takes `slow` far past any handshake timeout.
+pub fn test_authenticator() -> std::sync::Arc<dyn gatekit_agent::Authenticator> {
+    std::sync::Arc::new(|c: gatekit_agent::Credentials| async move {
+        let text = String::from_utf8_lossy(&c.credentials).into_owned();
+        let token = text
+            .rsplit([':', '"'])
+            .find(|t| !t.is_empty() && *t != "}")
+            .unwrap_or("")
+            .to_owned();
+        match token.as_str() {
+            "good" => Ok(gatekit_agent::Identity {
+                user_id: Some("u1".into()),
+            }),
+            "down" => Err(gatekit_agent::AuthError::Unavailable(
+                "the user service is down".into(),
+            )),
+            "panic" => panic!("the authenticator broke"),
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                Ok(gatekit_agent::Identity::default())
+            }
+            _ => Err(gatekit_agent::AuthError::Refused(format!(
+                "bad token {token:?}"
+            ))),
+        }
+    })
+}

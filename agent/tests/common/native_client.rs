@@ -132,4 +132,3 @@ pub fn req(id: u32, route: &str, body: impl AsRef<[u8]>) -> Packet {
         Bytes::copy_from_slice(body.as_ref()),
     ))
 }
-

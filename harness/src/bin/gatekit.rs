@@ -111,7 +111,7 @@ enum Command {
         global_queue_interval: Option<u32>,
     },
     /// Runs the built-in gate with fake back ends and prints live counts.
-    Serve(ServeArgs),
+    Serve(ServeCommand),
     /// Opens many idle connections to a gate from this process, holds them (pinging) until standard
     /// input closes or --hold ends, then closes them; JSON lines on stdout. A worker of `scale`.
     Hold(HoldArgs),
@@ -121,59 +121,22 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct ServeArgs {
-    /// Address to listen on for the native protocol (loopback); ignored when --listen is given.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    addr: SocketAddr,
-    /// A listener, `protocol+transport://address[/path]` (repeatable): protocol native, mqtt or
-    /// pomelo; transport tcp, tls, ws or wss: native+tcp://127.0.0.1:7000,
-    /// native+ws://127.0.0.1:7001/gate, mqtt+wss://127.0.0.1:8084/mqtt. Every listener shares
-    /// the back ends, learner, store and sessions.
-    #[arg(long = "listen")]
-    listen: Vec<gatekit_harness::listen::Listener>,
-    /// The PEM certificate chain of the tls and wss listeners.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the tls and wss listeners.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
-    /// Origins allowed on ws and wss listeners (repeatable; the `Origin` browsers send, e.g.
-    /// http://127.0.0.1:8080). Without it any origin is allowed.
-    #[arg(long = "allow-origin")]
-    allow_origin: Vec<String>,
-    /// Serve the browser demo (clients/js/demo.html, gatekit.js) at / on native ws and wss
-    /// listeners.
+struct ServeCommand {
+    /// The server's own options (the same as `gatekit-server`'s).
+    #[command(flatten)]
+    server: gatekit_server::cli::ServeArgs,
+    /// Address to listen on for the native protocol over TCP; ignored when --listen or the
+    /// config file names listeners.
     #[arg(long)]
-    demo: bool,
-    /// Share the port with other `gatekit serve` processes (SO_REUSEPORT).
-    #[arg(long)]
-    reuse_port: bool,
+    addr: Option<SocketAddr>,
     /// Stop after this long.
     #[arg(long, default_value = "10m")]
     duration: Dur,
-    /// Fake back-end latency, errors and faults, and gate timeouts, from this scenario: a built-in
-    /// name or a scenario TOML file (`gatekit scenarios --toml steady > my.toml`).
+    /// The fake `echo` back end's latency, errors and faults, from this scenario: a built-in
+    /// name or a scenario TOML file (`gatekit scenarios --toml steady > my.toml`). Without
+    /// --config, the gate's timeouts come from it too.
     #[arg(long, default_value = "steady")]
     scenario: String,
-    /// Time allowed from accept to a complete handshake (overrides the scenario's).
-    #[arg(long)]
-    handshake_timeout: Option<Dur>,
-    /// A connection with no packet for this long is closed (overrides the scenario's; each
-    /// protocol may close sooner from the heartbeat it agreed).
-    #[arg(long)]
-    idle_timeout: Option<Dur>,
-    /// Back-end call timeout (overrides the scenario's).
-    #[arg(long)]
-    backend_timeout: Option<Dur>,
-    /// Back-end calls in flight per connection (overrides the scenario's).
-    #[arg(long)]
-    max_in_flight: Option<usize>,
-    /// Ping interval offered to clients (they may ask for less).
-    #[arg(long)]
-    ping_interval: Option<Dur>,
-    /// Connections held at most; more are refused with CLOSE `server full`.
-    #[arg(long, default_value_t = 100_000)]
-    max_connections: usize,
     /// How often to print counts.
     #[arg(long, default_value = "1s")]
     status_every: Dur,
@@ -541,55 +504,62 @@ fn named_or_file(name: &str) -> Result<Scenario, String> {
     Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))
 }
 
-fn serve(args: ServeArgs) -> Result<ExitCode, String> {
-    let mut scenario = named_or_file(&args.scenario)?;
-    let gate = &mut scenario.gate;
-    if let Some(d) = args.handshake_timeout {
-        gate.handshake_timeout = d;
+fn serve(args: ServeCommand) -> Result<ExitCode, String> {
+    if args.server.print_config {
+        print!("{}", gatekit_server::config::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
     }
-    if let Some(d) = args.idle_timeout {
-        gate.idle_timeout = d;
-    }
-    if let Some(d) = args.backend_timeout {
-        gate.backend_timeout = d;
-    }
-    if let Some(n) = args.max_in_flight {
-        gate.max_in_flight = n;
-    }
+    let scenario = named_or_file(&args.scenario)?;
     scenario.validate()?;
-    let listeners = if args.listen.is_empty() {
-        vec![gatekit_harness::listen::Listener::tcp(
-            gatekit_harness::listen::WireProtocol::Native,
-            args.addr,
-        )]
-    } else {
-        args.listen
+    let refuse = |e: &dyn std::fmt::Display| {
+        eprintln!("gatekit serve: {e}");
+        Ok(ExitCode::from(2))
     };
+    let mut config = match args.server.base() {
+        Ok(c) => c,
+        Err(e) => return refuse(&e),
+    };
+    if args.server.config.is_none() {
+        // Without a config file the scenario's gate settings are the limits (the options below
+        // still win).
+        let g = &scenario.gate;
+        let l = &mut config.limits;
+        l.heartbeat = g.heartbeat;
+        l.idle_timeout = g.idle_timeout;
+        l.handshake_timeout = g.handshake_timeout;
+        l.backend_timeout = g.backend_timeout;
+        l.max_in_flight = g.max_in_flight;
+        l.max_write_queue = g.max_write_queue;
+        if let Some(addr) = args.addr {
+            config.gate.listen = vec![gatekit_harness::listen::Listener::tcp(
+                gatekit_harness::listen::WireProtocol::Native,
+                addr,
+            )];
+        }
+    }
+    if let Err(e) = args.server.apply(&mut config) {
+        return refuse(&e);
+    }
+    if let Err(e) = gatekit_server::logging::init(&config.log) {
+        return refuse(&e);
+    }
+    #[cfg(feature = "fault-injection")]
+    let faults = faults(&args.inject_fault)?;
+    #[cfg(not(feature = "fault-injection"))]
+    faults(&args.inject_fault)?;
     let opts = gatekit_harness::serve::ServeOptions {
-        listeners,
-        reuse_port: args.reuse_port,
+        config,
         duration: args.duration.0,
         scenario,
-        ping_interval: args.ping_interval.map(|d| d.0),
-        max_connections: args.max_connections,
         status_every: args.status_every.0.max(Duration::from_millis(10)),
         stdin_control: args.stdin_control,
         control: args.control,
         push_rate: args.push_rate,
-        transport: gatekit_harness::listener_transport::TransportOptions {
-            tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| {
-                gatekit_harness::listener_transport::TlsSource::Files { cert, key }
-            }),
-            allowed_origins: (!args.allow_origin.is_empty()).then_some(args.allow_origin),
-            demo: args.demo,
-        },
         #[cfg(feature = "fault-injection")]
-        faults: faults(&args.inject_fault)?,
+        faults,
     };
-    #[cfg(not(feature = "fault-injection"))]
-    faults(&args.inject_fault)?;
     let json = args.json;
-    runtime_with(args.runtime, args.global_queue_interval)?.block_on(
+    let served = runtime_with(args.runtime, args.global_queue_interval)?.block_on(
         gatekit_harness::serve::serve(opts, move |event| {
             if json {
                 print_json_line(event);
@@ -597,8 +567,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
                 eprintln!("{}", gatekit_harness::serve::describe(event));
             }
         }),
-    )?;
-    Ok(ExitCode::SUCCESS)
+    );
+    match served {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => refuse(&e),
+    }
 }
 
 fn print_json_line(event: &impl serde::Serialize) {

@@ -268,9 +268,18 @@ impl ServerConfig {
     /// Parses configuration text (not yet checked: see [`ServerConfig::validate`]); `origin`
     /// names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+        toml::from_str(text).map_err(|e| {
+            // One line: `file: line 3, column 1: unknown field ...`.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: format!("{at}{}", e.message().trim_end().replace('\n', " ")),
+            }
         })
     }
 
@@ -330,7 +339,11 @@ impl ServerConfig {
             return Err(invalid("nats.prefix", e.to_string()));
         }
         let wants_nats = self.backends.default == DefaultRoute::Nats
-            || self.backends.modules.values().any(|r| *r == ModuleRoute::Nats);
+            || self
+                .backends
+                .modules
+                .values()
+                .any(|r| *r == ModuleRoute::Nats);
         if wants_nats && self.nats.url.is_none() {
             return Err(invalid(
                 "nats.url",
@@ -340,7 +353,10 @@ impl ServerConfig {
         }
         for name in self.backends.modules.keys() {
             if let Err(e) = subject::check_token(name) {
-                return Err(invalid(&format!("backends.modules.{name:?}"), e.to_string()));
+                return Err(invalid(
+                    &format!("backends.modules.{name:?}"),
+                    e.to_string(),
+                ));
             }
             if name.contains('@') {
                 return Err(invalid(

@@ -4,7 +4,9 @@ use super::*;
 fn the_printed_default_file_is_the_default() {
     let parsed = ServerConfig::parse(DEFAULT_TOML, "default.toml").expect("the default parses");
     assert_eq!(parsed, ServerConfig::default());
-    parsed.validate("default.toml").expect("the default is valid");
+    parsed
+        .validate("default.toml")
+        .expect("the default is valid");
 }
 
 #[test]
@@ -17,17 +19,30 @@ fn the_printed_default_file_names_every_key() {
         panic!("a table")
     };
     for (section, keys) in &sections {
-        assert!(DEFAULT_TOML.contains(&format!("[{section}]")), "[{section}]");
+        assert!(
+            DEFAULT_TOML.contains(&format!("[{section}]")),
+            "[{section}]"
+        );
         if let toml::Value::Table(keys) = keys {
             for key in keys.keys() {
-                let named = [format!("\n{key} ="), format!("\n# {key} ="), format!("[{section}.{key}]")];
+                let named = [
+                    format!("\n{key} ="),
+                    format!("\n# {key} ="),
+                    format!("[{section}.{key}]"),
+                ];
                 if !named.iter().any(|n| DEFAULT_TOML.contains(n.as_str())) {
                     missing.push(format!("{section}.{key}"));
                 }
             }
         }
     }
-    for optional in ["tls.cert", "tls.key", "nats.url", "nats.name", "metrics.addr"] {
+    for optional in [
+        "tls.cert",
+        "tls.key",
+        "nats.url",
+        "nats.name",
+        "metrics.addr",
+    ] {
         assert!(
             DEFAULT_TOML.contains(&format!("# {} =", optional.split('.').nth(1).unwrap())),
             "{optional}"
@@ -57,20 +72,47 @@ fn an_unknown_key_is_named_with_its_file_and_line() {
 fn bad_values_are_named() {
     let cases = [
         ("[limits]\nidle_timeout = \"5 parsecs\"\n", "unknown unit"),
-        ("[limits]\nmax_frame_length = 0\n", "gate.toml: limits.max_frame_length: max_frame_length 0 is out of range"),
+        (
+            "[limits]\nmax_frame_length = 0\n",
+            "gate.toml: limits.max_frame_length: max_frame_length 0 is out of range",
+        ),
         ("[limits]\nmax_in_flight = 0\n", "limits.max_in_flight"),
-        ("[limits]\nbackend_timeout = \"0s\"\n", "limits.backend_timeout: must be more than 0"),
-        ("[gate]\nlisten = [\"native+udp://127.0.0.1:1\"]\n", "listener \"native+udp://127.0.0.1:1\""),
+        (
+            "[limits]\nbackend_timeout = \"0s\"\n",
+            "limits.backend_timeout: must be more than 0",
+        ),
+        (
+            "[gate]\nlisten = [\"native+udp://127.0.0.1:1\"]\n",
+            "listener \"native+udp://127.0.0.1:1\"",
+        ),
         ("[gate]\nlisten = []\n", "gate.listen: no listener"),
-        ("[gate]\nid = \"gate.1\"\n", "gate.id: \"gate.1\" is not a valid NATS subject token"),
+        (
+            "[gate]\nid = \"gate.1\"\n",
+            "gate.id: \"gate.1\" is not a valid NATS subject token",
+        ),
         ("[gate]\nmax_connections = 0\n", "gate.max_connections"),
-        ("[tls]\ncert = \"c.pem\"\n", "tls.key: tls.cert and tls.key go together"),
-        ("[backends]\ndefault = \"nats\"\n", "nats.url: a module goes to NATS"),
+        (
+            "[tls]\ncert = \"c.pem\"\n",
+            "tls.key: tls.cert and tls.key go together",
+        ),
+        (
+            "[backends]\ndefault = \"nats\"\n",
+            "nats.url: a module goes to NATS",
+        ),
         ("[backends.modules]\nchat = \"nats\"\n", "nats.url"),
-        ("[backends.modules]\nchat = \"grpc\"\n", "unknown variant `grpc`"),
+        (
+            "[backends.modules]\nchat = \"grpc\"\n",
+            "unknown variant `grpc`",
+        ),
         ("[backends.modules]\n\"chat@2\" = \"echo\"\n", "without @id"),
-        ("[backends.modules]\n\"a.b\" = \"echo\"\n", "not a valid NATS subject token"),
-        ("[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"a..b\"\n", "nats.prefix"),
+        (
+            "[backends.modules]\n\"a.b\" = \"echo\"\n",
+            "not a valid NATS subject token",
+        ),
+        (
+            "[nats]\nurl = \"nats://127.0.0.1:4222\"\nprefix = \"a..b\"\n",
+            "nats.prefix",
+        ),
         ("[log]\nformat = \"xml\"\n", "unknown variant `xml`"),
         ("gate = 3\n", "invalid type"),
     ];
@@ -96,7 +138,10 @@ fn a_file_sets_what_it_names_and_keeps_the_other_defaults() {
     let a = c.agent_config();
     assert_eq!(a.backend_timeout, std::time::Duration::from_millis(250));
     assert_eq!(a.server_id, "g7");
-    assert_eq!(a.handshake_timeout, AgentConfig::default().handshake_timeout);
+    assert_eq!(
+        a.handshake_timeout,
+        AgentConfig::default().handshake_timeout
+    );
     // Naming [backends.modules] replaces the default table (no echo unless named).
     assert_eq!(c.backends.modules.len(), 1);
 }
@@ -104,5 +149,9 @@ fn a_file_sets_what_it_names_and_keeps_the_other_defaults() {
 #[test]
 fn an_unreadable_file_is_named() {
     let e = ServerConfig::from_file(Path::new("/nonexistent/gate.toml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/gate.toml: cannot read"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/gate.toml: cannot read"),
+        "{e}"
+    );
 }

@@ -77,7 +77,10 @@ mod tests {
         assert_eq!(check_prefix("acme.gatekit"), Ok(()));
         assert!(check_prefix("acme..gatekit").is_err());
         assert!(check_prefix("").is_err());
-        assert_eq!(rpc("gatekit", "chat@2", "send").unwrap(), "gatekit.rpc.chat@2.send");
+        assert_eq!(
+            rpc("gatekit", "chat@2", "send").unwrap(),
+            "gatekit.rpc.chat@2.send"
+        );
         assert!(rpc("gatekit", "chat", "a.b").is_err());
     }
 }

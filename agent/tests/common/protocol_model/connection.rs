@@ -409,6 +409,9 @@ impl<M: WireModel> H<M> {
                     let user = c.session.user_id.as_deref();
                     assert_eq!(user, self.bound.as_deref(), "{what}: the Call's session");
                 }
+                Action::Authenticate(_) => {
+                    panic!("{:?}: authentication was never required", a)
+                }
                 Action::StorageHeartbeat(s) => {
                     heartbeats += 1;
                     self.heartbeat_seen(&what, s);
