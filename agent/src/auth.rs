@@ -19,9 +19,9 @@ pub struct Credentials {
     pub network: String,
     /// The client's address.
     pub peer: String,
-    /// The credentials as the protocol carries them: the native token; MQTT's
-    /// `username` and `password` joined by one NUL byte (`user\0pass`; either may be empty);
-    /// pomelo's handshake `user` object as JSON.
+    /// The credentials as the protocol carries them: the native token; MQTT's `username`, then
+    /// one NUL byte and the `password` when there is one (`user\0pass`: NUL cannot appear in an
+    /// MQTT string); pomelo's handshake `user` value as JSON, verbatim.
     pub credentials: Bytes,
 }
 

@@ -254,7 +254,8 @@ impl Protocol for Mqtt {
                     credentials.extend_from_slice(u.as_bytes());
                 }
                 if let Some(p) = &c.password {
-                    credentials.extend_from_slice(b":");
+                    // NUL cannot appear in an MQTT string: the username ends unambiguously.
+                    credentials.extend_from_slice(b"\0");
                     credentials.extend_from_slice(p);
                 }
                 Event::Hello(Hello {

@@ -9,6 +9,7 @@
 //! With no configuration at all it runs embedded: one native listener on 127.0.0.1:7000, the
 //! in-process `echo` module ([`embedded`]), sessions in memory.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 mod duration;

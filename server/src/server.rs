@@ -44,6 +44,9 @@ pub enum ServerError {
     /// NATS could not be set up.
     #[error(transparent)]
     Nats(#[from] crate::nats::NatsError),
+    /// `[auth]` could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
 }
 
 /// What a program embedding the server adds to a configuration: its own Rust back ends, session
@@ -135,6 +138,7 @@ impl Server {
             store = m.store(store);
             learner = m.learner(learner);
         }
+        let authenticator = crate::auth::from_config(&config, nats.as_ref())?;
         let gate = Gate::builder()
             .config(agent_config.clone())
             .services(Services {
@@ -142,13 +146,17 @@ impl Server {
                 store,
                 learner,
             })
-            .max_connections(config.gate.max_connections)
-            .try_build()
-            .map_err(|e| crate::ConfigError::Invalid {
-                origin: "configuration".into(),
-                key: "limits.max_frame_length".into(),
-                message: e.to_string(),
-            })?;
+            .max_connections(config.gate.max_connections);
+        let gate = match authenticator {
+            Some(a) => gate.authenticator(a),
+            None => gate,
+        }
+        .try_build()
+        .map_err(|e| crate::ConfigError::Invalid {
+            origin: "configuration".into(),
+            key: "limits.max_frame_length".into(),
+            message: e.to_string(),
+        })?;
         let transport_options = TransportOptions {
             tls: config
                 .tls

@@ -162,14 +162,14 @@ impl Hold {
 
 // ----- an authenticator the tests drive -----
 
-/// Accepts credentials `good` (and MQTT's `u:good`, pomelo's `{"token":"good"}`) as user `u1`,
+/// Accepts credentials `good` (and MQTT's `u\0good`, pomelo's `{"token":"good"}`) as user `u1`,
 /// refuses everything else with "bad token", says `down` is unavailable, panics on `panic`, and
 /// takes `slow` far past any handshake timeout.
 pub fn test_authenticator() -> std::sync::Arc<dyn gatekit_agent::Authenticator> {
     std::sync::Arc::new(|c: gatekit_agent::Credentials| async move {
         let text = String::from_utf8_lossy(&c.credentials).into_owned();
         let token = text
-            .rsplit([':', '"'])
+            .rsplit(['\0', '"'])
             .find(|t| !t.is_empty() && *t != "}")
             .unwrap_or("")
             .to_owned();

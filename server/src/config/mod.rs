@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub backends: BackendsSection,
     /// `[nats]`: the NATS connection of back ends in other processes.
     pub nats: NatsConfig,
+    /// `[auth]`: how clients' credentials are checked before their session opens.
+    pub auth: crate::auth::AuthSection,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// `[log]`: format and level of the logs (standard error).
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             backends: BackendsSection::default(),
             nats: NatsConfig::default(),
+            auth: crate::auth::AuthSection::default(),
             metrics: MetricsConfig::default(),
             log: LogSection::default(),
         }
@@ -351,6 +354,34 @@ impl ServerConfig {
                     .into(),
             ));
         }
+        match self.auth.kind {
+            crate::auth::AuthKind::None => {}
+            crate::auth::AuthKind::Hmac => {
+                if self.auth.secret.is_some() == self.auth.secret_file.is_some() {
+                    return Err(invalid(
+                        "auth.secret",
+                        "kind = \"hmac\" takes the shared secret from exactly one of auth.secret and auth.secret_file".into(),
+                    ));
+                }
+                if self.auth.secret.as_ref().is_some_and(|s| s.len() < 16) {
+                    return Err(invalid(
+                        "auth.secret",
+                        "shorter than 16 bytes: too easy to guess".into(),
+                    ));
+                }
+            }
+            crate::auth::AuthKind::Nats => {
+                if self.nats.url.is_none() {
+                    return Err(invalid(
+                        "nats.url",
+                        "auth.kind = \"nats\" calls a back end over NATS, but no NATS server is given: set nats.url (or --nats)".into(),
+                    ));
+                }
+            }
+        }
+        if let Err(e) = self.auth_subject() {
+            return Err(invalid("auth.call", e));
+        }
         for name in self.backends.modules.keys() {
             if let Err(e) = subject::check_token(name) {
                 return Err(invalid(
@@ -367,6 +398,16 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The subject of `[auth] call` (`auth/verify` → `<prefix>.rpc.auth.verify`).
+    pub fn auth_subject(&self) -> Result<String, String> {
+        let (module, func) = self
+            .auth
+            .call
+            .split_once('/')
+            .ok_or_else(|| format!("{:?} is not module/func", self.auth.call))?;
+        subject::rpc(&self.nats.prefix, module, func).map_err(|e| e.to_string())
     }
 
     /// The options of every connection.

@@ -115,6 +115,23 @@ fn bad_values_are_named() {
         ),
         ("[log]\nformat = \"xml\"\n", "unknown variant `xml`"),
         ("gate = 3\n", "invalid type"),
+        (
+            "[auth]\nkind = \"hmac\"\n",
+            "auth.secret: kind = \"hmac\" takes the shared secret from exactly one",
+        ),
+        (
+            "[auth]\nkind = \"hmac\"\nsecret = \"short\"\n",
+            "shorter than 16 bytes",
+        ),
+        (
+            "[auth]\nkind = \"nats\"\n",
+            "nats.url: auth.kind = \"nats\"",
+        ),
+        (
+            "[auth]\ncall = \"verify\"\n",
+            "auth.call: \"verify\" is not module/func",
+        ),
+        ("[auth]\nkind = \"ldap\"\n", "unknown variant `ldap`"),
     ];
     for (text, expected) in cases {
         let e = error_of(text);
