@@ -392,3 +392,21 @@ fn a_bad_config_file_exits_2_naming_the_file_and_the_key() {
         assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
     }
 }
+
+#[test]
+fn sigterm_shuts_the_gate_down_gracefully_with_exit_0() {
+    use std::io::{Read, Write};
+    let serve = common::Serve::start(&[]);
+    let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // HANDSHAKE (version 1, heartbeat 0, no token), then read the WELCOME.
+    s.write_all(&[4, 0x01, 1, 0, 0]).unwrap();
+    let mut welcome = [0u8; 64];
+    let n = s.read(&mut welcome).unwrap();
+    assert!(n > 2 && welcome[1] == 0x02, "{:02x?}", &welcome[..n]);
+    assert_eq!(serve.terminate(), Some(0));
+    // The client got CLOSE (kind 9) `shutdown` (code 6), then the end of the stream.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(&rest[1..], b"\x09\x06gate shutting down", "{rest:02x?}");
+}

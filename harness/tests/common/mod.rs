@@ -192,6 +192,29 @@ impl Serve {
         self.shut()
     }
 
+    /// Sends the gate SIGTERM (standard input stays open) and returns its exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.as_ref()?.id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let mut child = self.child.take()?;
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s.code();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("gatekit serve did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn shut(&mut self) -> Option<i32> {
         drop(self.stdin.take());
         let mut child = self.child.take()?;
