@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// Everything a gate server is configured with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `[gate]`: identity, listeners, connection count, shutdown.
@@ -39,22 +39,6 @@ pub struct ServerConfig {
     pub metrics: MetricsConfig,
     /// `[log]`: format and level of the logs (standard error).
     pub log: LogSection,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            gate: GateSection::default(),
-            tls: TlsSection::default(),
-            websocket: WebSocketSection::default(),
-            limits: Limits::default(),
-            backends: BackendsSection::default(),
-            nats: NatsConfig::default(),
-            auth: crate::auth::AuthSection::default(),
-            metrics: MetricsConfig::default(),
-            log: LogSection::default(),
-        }
-    }
 }
 
 /// `[gate]`.
