@@ -257,14 +257,12 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                 let call_limit = self.call_limit;
                 self.calls.push(Box::pin(async move {
                     let fut = AssertUnwindSafe(async move {
-                        backend
-                            .call_in(
-                                call.session,
-                                call.route.module(),
-                                call.route.func(),
-                                call.body,
-                            )
-                            .await
+                        let (module, func) = (call.route.module(), call.route.func());
+                        if call.expects_reply {
+                            backend.call_in(call.session, module, func, call.body).await
+                        } else {
+                            backend.notify_in(call.session, module, func, call.body).await
+                        }
                     })
                     .catch_unwind();
                     // The state machine answers `timeout` on its own; this only makes sure a back

@@ -56,6 +56,20 @@ pub trait Backend: Send + Sync + 'static {
         let _ = module;
         self.call(session, func, body)
     }
+
+    /// Handles the notify `module/func` (the client waits for no answer): what the gate calls for
+    /// a notify. By default [`Backend::call_in`], whose answer is dropped; a back end that can
+    /// send one-way (a NATS publish without a reply subject) overrides this. Its future still
+    /// bounds the connection's calls in flight until it resolves.
+    fn notify_in(
+        &self,
+        session: Arc<Session>,
+        module: &str,
+        func: &str,
+        body: Bytes,
+    ) -> BoxFuture<Result<Bytes, BackendError>> {
+        self.call_in(session, module, func, body)
+    }
 }
 
 impl<F, Fut> Backend for F

@@ -91,7 +91,7 @@ pub fn transport(
         let server = match &opts.tls {
             None => {
                 return Err(format!(
-                    "listener {listener}: a {} listener needs --tls-cert and --tls-key",
+                    "listener {listener}: a {} listener needs --tls-cert and --tls-key ([tls] cert and key in a config file)",
                     listener.transport
                 ))
             }

@@ -1,17 +1,246 @@
 //! The gate RPC (docs/CLUSTER.md §2): back ends act on sessions of this gate over NATS.
 
-use super::NatsError;
-use gatekit_agent::Gate;
+use super::{headers, subject, NatsError};
+use async_nats::connection::State;
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gatekit_agent::{Command, Gate, HandleError};
+use gatekit_codec::Topic;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// Subscribes to `<prefix>.gate.<gate_id>.>` and `<prefix>.gates.broadcast` and answers each op
+/// How long `serve` waits for the server to confirm the subscriptions.
+const FLUSH_WITHIN: Duration = Duration::from_secs(5);
+
+/// The reason of a `close` without `Gatekit-Reason`.
+pub const DEFAULT_CLOSE_REASON: &str = "kicked";
+
+/// Subscribes to `<prefix>.gate.<gate_id>.*` and `<prefix>.gates.broadcast` and answers each op
 /// on `gate`, until aborted.
+///
+/// When the client is connected, the subscriptions are confirmed by the server before this
+/// returns; when it is not, they are made as soon as it connects (and again at each reconnect).
 pub async fn serve(
     client: async_nats::Client,
     prefix: &str,
     gate_id: &str,
     gate: Gate,
 ) -> Result<JoinHandle<()>, NatsError> {
-    let _ = (client, prefix, gate_id, gate);
-    Ok(tokio::spawn(async {}))
+    let ops_subject = subject::gate_op(prefix, gate_id, "*");
+    let all_subject = subject::all_gates_broadcast(prefix);
+    let subscribe_error = |subject: &str, e: &dyn std::fmt::Display| NatsError::Subscribe {
+        subject: subject.to_owned(),
+        reason: e.to_string(),
+    };
+    let ops = client
+        .subscribe(ops_subject.clone())
+        .await
+        .map_err(|e| subscribe_error(&ops_subject, &e))?;
+    let all = client
+        .subscribe(all_subject.clone())
+        .await
+        .map_err(|e| subscribe_error(&all_subject, &e))?;
+    if client.connection_state() == State::Connected {
+        match tokio::time::timeout(FLUSH_WITHIN, round_trip(&client)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(subject = %ops_subject, error = %e, "gate RPC: subscriptions not confirmed; they are made again at reconnect")
+            }
+            Err(_) => {
+                tracing::warn!(subject = %ops_subject, "gate RPC: subscriptions not confirmed within {FLUSH_WITHIN:?}; they are made again at reconnect")
+            }
+        }
+    }
+    let rpc = GateRpc {
+        gate,
+        gate_id: gate_id.to_owned(),
+        op_prefix: subject::gate_op(prefix, gate_id, ""),
+        all_subject,
+    };
+    tracing::info!(subject = %ops_subject, "gate RPC served");
+    Ok(tokio::spawn(async move {
+        let mut messages = futures_util::stream::select(ops, all);
+        while let Some(msg) = messages.next().await {
+            let answer = rpc.handle(&msg);
+            if let Some(reply) = msg.reply {
+                let body = Bytes::from(answer.to_string());
+                if let Err(e) = client.publish(reply, body).await {
+                    tracing::debug!(error = %e, "gate RPC: reply not sent");
+                }
+            }
+        }
+    }))
+}
+
+/// Returns once the server has processed everything `client` sent before: a message to a
+/// private subject comes back (the server handles one connection's operations in order, so the
+/// subscriptions before it are in place). `flush` only empties the socket's buffer.
+async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
+    let probe = client.new_inbox();
+    let mut sub = client
+        .subscribe(probe.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(probe, Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())?;
+    match sub.next().await {
+        Some(_) => Ok(()),
+        None => Err("the probe subscription ended".to_owned()),
+    }
+}
+
+/// An op's failure: its code and message.
+struct OpError {
+    code: &'static str,
+    message: String,
+}
+
+impl OpError {
+    fn bad_request(message: impl Into<String>) -> OpError {
+        OpError {
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+}
+
+struct GateRpc {
+    gate: Gate,
+    gate_id: String,
+    /// `<prefix>.gate.<gate_id>.`
+    op_prefix: String,
+    all_subject: String,
+}
+
+impl GateRpc {
+    /// The answer to one message.
+    fn handle(&self, msg: &Message) -> Value {
+        let subject = msg.subject.as_str();
+        let result = if subject == self.all_subject {
+            self.broadcast(msg)
+        } else {
+            match subject.strip_prefix(self.op_prefix.as_str()) {
+                Some(op) => self.op(op, msg),
+                None => Err(OpError::bad_request(format!("unknown subject {subject:?}"))),
+            }
+        };
+        match result {
+            Ok(Value::Object(mut fields)) => {
+                fields.insert("ok".into(), Value::Bool(true));
+                Value::Object(fields)
+            }
+            Ok(_) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e.code, "message": e.message}),
+        }
+    }
+
+    fn op(&self, op: &str, msg: &Message) -> Result<Value, OpError> {
+        let h = msg.headers.as_ref();
+        let done = |r: Result<(), HandleError>, session: &str| {
+            r.map(|()| json!({}))
+                .map_err(|e| self.handle_error(e, session))
+        };
+        match op {
+            "bind" => {
+                let s = required(h, headers::SESSION)?;
+                let user = required(h, headers::USER)?;
+                done(self.gate.bind_user(s, user), s)
+            }
+            "unbind" => {
+                let s = required(h, headers::SESSION)?;
+                done(self.gate.unbind_user(s), s)
+            }
+            "set" => {
+                let s = required(h, headers::SESSION)?;
+                let key = required(h, headers::KEY)?;
+                let value = std::str::from_utf8(&msg.payload)
+                    .map_err(|_| OpError::bad_request("the payload (the value) is not UTF-8"))?;
+                done(self.gate.set(s, key, value), s)
+            }
+            "remove" => {
+                let s = required(h, headers::SESSION)?;
+                let key = required(h, headers::KEY)?;
+                done(self.gate.remove(s, key), s)
+            }
+            "push" => {
+                let s = required(h, headers::SESSION)?;
+                let settings: BTreeMap<String, String> = serde_json::from_slice(&msg.payload)
+                    .map_err(|e| {
+                        OpError::bad_request(format!(
+                            "the payload is not a JSON object of strings: {e}"
+                        ))
+                    })?;
+                let agent = self
+                    .gate
+                    .agent(s)
+                    .ok_or_else(|| self.handle_error(HandleError::NoSuchSession, s))?;
+                for (k, v) in settings {
+                    agent
+                        .command(Command::Set(k, v))
+                        .map_err(|e| self.handle_error(e, s))?;
+                }
+                Ok(json!({}))
+            }
+            "send" => {
+                let s = required(h, headers::SESSION)?;
+                let topic = topic(h)?;
+                done(self.gate.push(s, topic, msg.payload.clone()), s)
+            }
+            "close" => {
+                let s = required(h, headers::SESSION)?;
+                let reason = headers::get(h, headers::REASON).unwrap_or(DEFAULT_CLOSE_REASON);
+                done(self.gate.kick(s, reason), s)
+            }
+            "is_connect" => {
+                let s = required(h, headers::SESSION)?;
+                let connected = self.gate.agent(s).is_some_and(|a| !a.is_closed());
+                Ok(json!({ "connected": connected }))
+            }
+            "broadcast" => self.broadcast(msg),
+            other => Err(OpError::bad_request(format!(
+                "unknown op {other:?} (bind, unbind, set, remove, push, send, close, is_connect, broadcast)"
+            ))),
+        }
+    }
+
+    fn broadcast(&self, msg: &Message) -> Result<Value, OpError> {
+        let topic = topic(msg.headers.as_ref())?;
+        let delivered = self.gate.broadcast(topic, msg.payload.clone());
+        Ok(json!({ "delivered": delivered }))
+    }
+
+    fn handle_error(&self, e: HandleError, session: &str) -> OpError {
+        let (code, message) = match &e {
+            HandleError::NoSuchSession => (
+                "no_such_session",
+                format!("no session {session:?} on gate {:?}", self.gate_id),
+            ),
+            HandleError::Closed => ("closed", format!("session {session:?}: {e}")),
+            HandleError::Full => ("queue_full", format!("session {session:?}: {e}")),
+            HandleError::TooLarge { .. } => ("too_large", e.to_string()),
+        };
+        OpError { code, message }
+    }
+}
+
+/// A header the op needs, not empty.
+fn required<'a>(h: Option<&'a HeaderMap>, name: &str) -> Result<&'a str, OpError> {
+    match headers::get(h, name) {
+        None => Err(OpError::bad_request(format!("header {name} is missing"))),
+        Some("") => Err(OpError::bad_request(format!("header {name} is empty"))),
+        Some(v) => Ok(v),
+    }
+}
+
+/// `Gatekit-Topic`, a valid push topic.
+fn topic(h: Option<&HeaderMap>) -> Result<Topic, OpError> {
+    let t = required(h, headers::TOPIC)?;
+    Topic::try_from(t)
+        .map_err(|e| OpError::bad_request(format!("header {}: {t:?}: {e}", headers::TOPIC)))
 }

@@ -65,29 +65,49 @@ pub enum NatsError {
     },
 }
 
-/// Connects to NATS without waiting for it: the client is returned at once and connects (and
+/// Connects to NATS without waiting for it longer than one attempt: the first attempt is given
+/// `connect_timeout`; if it fails the client is returned all the same and connects (and
 /// reconnects, for the gate's life) in the background, logging each change. Calls while it is
 /// away are answered `busy` ([`NatsBackend`]).
 pub async fn connect(config: &NatsConfig, gate_id: &str) -> Result<async_nats::Client, NatsError> {
     let url = config.url.clone().unwrap_or_default();
+    subject::check_prefix(&config.prefix).map_err(|e| NatsError::Prefix {
+        prefix: config.prefix.clone(),
+        reason: e.to_string(),
+    })?;
     let name = config
         .name
         .clone()
         .unwrap_or_else(|| format!("gatekit {gate_id}"));
     let url_for_log = url.clone();
-    async_nats::ConnectOptions::new()
+    // Set once the first attempt has ended, either way.
+    let (first_tx, mut first_rx) = tokio::sync::watch::channel(false);
+    let first_tx = std::sync::Arc::new(first_tx);
+    let client = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(config.connect_timeout.0)
+        // Every request has its own timeout (the back-end timeout).
+        .request_timeout(None)
         .event_callback(move |event| {
             let url = url_for_log.clone();
+            let first = first_tx.clone();
             async move {
-                match event {
+                match &event {
                     async_nats::Event::Connected => tracing::info!(%url, "connected to NATS"),
                     async_nats::Event::Disconnected => {
                         tracing::warn!(%url, "NATS connection lost; NATS modules answer busy until it is back")
                     }
+                    async_nats::Event::ClientError(e) if !*first.borrow() => {
+                        tracing::warn!(%url, error = %e, "cannot connect to NATS; starting without it, NATS modules answer busy until it is there")
+                    }
                     other => tracing::info!(%url, event = %other, "NATS"),
+                }
+                if matches!(
+                    event,
+                    async_nats::Event::Connected | async_nats::Event::ClientError(_)
+                ) {
+                    first.send_replace(true);
                 }
             }
         })
@@ -96,5 +116,8 @@ pub async fn connect(config: &NatsConfig, gate_id: &str) -> Result<async_nats::C
         .map_err(|e| NatsError::Options {
             url,
             reason: e.to_string(),
-        })
+        })?;
+    let wait = config.connect_timeout.0 + std::time::Duration::from_millis(200);
+    let _ = tokio::time::timeout(wait, first_rx.wait_for(|done| *done)).await;
+    Ok(client)
 }
