@@ -133,10 +133,12 @@ pub struct ServeOptions {
     /// The server's configuration (listeners, limits, back ends, NATS, metrics): the product's
     /// own, [`gatekit_server::ServerConfig`]. Its `echo` module is the scenario's fake back end.
     pub config: gatekit_server::ServerConfig,
-    /// Stop after this long.
-    pub duration: Duration,
+    /// Stop after this long (`None`: at SIGTERM or SIGINT).
+    pub duration: Option<Duration>,
     /// The fake back end's behaviour (latency, errors, faults) and seed.
     pub scenario: Scenario,
+    /// Serve `echo` with the scenario's fake back end (else the configuration's routing holds).
+    pub fake_echo: bool,
     /// How often to report.
     pub status_every: Duration,
     /// Stop when standard input closes.
@@ -201,11 +203,13 @@ pub async fn serve(
         .control
         .map(|_| Arc::new(crate::control::ControlRecorder::new()));
     let mut config = opts.config.clone();
-    // The harness's `echo` is the scenario's fake back end (latency, errors, hangs, panics).
-    config
-        .backends
-        .modules
-        .insert("echo".to_owned(), gatekit_server::config::ModuleRoute::Rust);
+    if opts.fake_echo {
+        // The harness's `echo` is the scenario's fake back end (latency, errors, hangs, panics).
+        config
+            .backends
+            .modules
+            .insert("echo".to_owned(), gatekit_server::config::ModuleRoute::Rust);
+    }
     let (store, learner): (Arc<dyn SessionStore>, Arc<dyn Learner>) = match &control {
         Some(c) => (c.clone(), c.clone()),
         None => (plain.clone(), plain.clone()),
@@ -215,7 +219,11 @@ pub async fn serve(
         opts.scenario.seed,
     ));
     let extras = gatekit_server::Extras {
-        backends: std::collections::HashMap::from([("echo".to_owned(), echo)]),
+        backends: if opts.fake_echo {
+            std::collections::HashMap::from([("echo".to_owned(), echo)])
+        } else {
+            std::collections::HashMap::new()
+        },
         store: Some(store),
         learner: Some(learner),
         #[cfg(feature = "fault-injection")]
@@ -265,7 +273,13 @@ pub async fn serve(
         listeners: bound,
         metrics: running.metrics_addr(),
     });
-    let end = tokio::time::Instant::now() + opts.duration;
+    let end = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(end);
     let mut tick = tokio::time::interval(opts.status_every);
     // Whether the open-file limit was reported since connections last fell below it.
     let mut limit_reported = false;
@@ -283,7 +297,7 @@ pub async fn serve(
     tokio::pin!(terminate);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(end) => break,
+            _ = &mut end => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = &mut terminate => break,
             _ = &mut stdin => break,
@@ -369,7 +383,7 @@ pub fn describe(event: &GateEvent) -> String {
             }
             let on: Vec<String> = listeners.iter().map(|l| l.to_string()).collect();
             format!(
-                "gatekit gate on {} (pid {pid}; fake back-end module \"echo\"{control})",
+                "gatekit gate on {} (pid {pid}{control})",
                 on.join(", ")
             )
         }

@@ -129,14 +129,15 @@ struct ServeCommand {
     /// config file names listeners.
     #[arg(long)]
     addr: Option<SocketAddr>,
-    /// Stop after this long.
-    #[arg(long, default_value = "10m")]
-    duration: Dur,
-    /// The fake `echo` back end's latency, errors and faults, from this scenario: a built-in
-    /// name or a scenario TOML file (`gatekit scenarios --toml steady > my.toml`). Without
-    /// --config, the gate's timeouts come from it too.
-    #[arg(long, default_value = "steady")]
-    scenario: String,
+    /// Stop after this long (default: at SIGTERM or SIGINT).
+    #[arg(long)]
+    duration: Option<Dur>,
+    /// Serve `echo` with the harness's fake back end shaped by this scenario (latency, errors,
+    /// faults): a built-in name or a scenario TOML file (`gatekit scenarios --toml steady >
+    /// my.toml`). Without --config, it is `steady` and the gate's timeouts come from it too;
+    /// with --config and no --scenario, the file's `[backends]` hold as they are.
+    #[arg(long)]
+    scenario: Option<String>,
     /// How often to print counts.
     #[arg(long, default_value = "1s")]
     status_every: Dur,
@@ -509,8 +510,9 @@ fn serve(args: ServeCommand) -> Result<ExitCode, String> {
         print!("{}", gatekit_server::config::DEFAULT_TOML);
         return Ok(ExitCode::SUCCESS);
     }
-    let scenario = named_or_file(&args.scenario)?;
+    let scenario = named_or_file(args.scenario.as_deref().unwrap_or("steady"))?;
     scenario.validate()?;
+    let fake_echo = args.server.config.is_none() || args.scenario.is_some();
     let refuse = |e: &dyn std::fmt::Display| {
         eprintln!("gatekit serve: {e}");
         Ok(ExitCode::from(2))
@@ -549,8 +551,9 @@ fn serve(args: ServeCommand) -> Result<ExitCode, String> {
     faults(&args.inject_fault)?;
     let opts = gatekit_harness::serve::ServeOptions {
         config,
-        duration: args.duration.0,
+        duration: args.duration.map(|d| d.0),
         scenario,
+        fake_echo,
         status_every: args.status_every.0.max(Duration::from_millis(10)),
         stdin_control: args.stdin_control,
         control: args.control,
