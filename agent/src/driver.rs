@@ -261,7 +261,9 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                         if call.expects_reply {
                             backend.call_in(call.session, module, func, call.body).await
                         } else {
-                            backend.notify_in(call.session, module, func, call.body).await
+                            backend
+                                .notify_in(call.session, module, func, call.body)
+                                .await
                         }
                     })
                     .catch_unwind();

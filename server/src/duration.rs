@@ -75,4 +75,3 @@ impl<'de> Deserialize<'de> for Dur {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
-
