@@ -290,3 +290,37 @@ async fn other_paths_methods_and_garbage() {
     scrape(addr).await;
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn nats_down_at_start_up_shows_in_the_metrics_and_nats_modules_answer_busy() {
+    // A port where nothing listens: the gate starts anyway, reconnecting in the background.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut cfg = ServerConfig::default();
+    cfg.gate.listen = vec!["native+tcp://127.0.0.1:0".parse().unwrap()];
+    cfg.metrics.addr = Some("127.0.0.1:0".parse().unwrap());
+    cfg.nats.url = Some(format!("nats://127.0.0.1:{port}"));
+    cfg.backends.default = gatekit_server::config::DefaultRoute::Nats;
+    let running = tokio::time::timeout(Duration::from_secs(10), Server::new(cfg).start())
+        .await
+        .expect("starts without NATS")
+        .expect("starts");
+    let mut c = Client::connect(running.listeners()[0].addr).await;
+    c.handshake().await;
+    let r = c.request(1, "chat/join", "lobby").await;
+    assert_eq!(r.status, Status::Busy);
+    let r = c.request(2, "echo/x", "in-process").await;
+    assert_eq!((r.status, &r.body[..]), (Status::Ok, &b"in-process"[..]));
+    let text = scrape(running.metrics_addr().unwrap()).await;
+    assert_eq!(value(&text, "gatekit_nats_connected"), Some(0), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "gatekit_requests_total{module=\"chat\",status=\"busy\"}"
+        ),
+        Some(1),
+        "{text}"
+    );
+    running.shutdown().await;
+}
