@@ -395,6 +395,8 @@ impl ServerConfig {
     }
 
     /// The options of every connection.
+    // Every field is set, but `fault-injection` adds one: the update is needed only then.
+    #[allow(clippy::needless_update)]
     pub fn agent_config(&self) -> AgentConfig {
         let l = &self.limits;
         AgentConfig {
