@@ -118,6 +118,101 @@ enum Command {
     /// Connection scale across processes: gate processes (sharing a port) and worker processes;
     /// connect rate, gate memory per idle connection and Disconnects, medians over runs.
     Scale(ScaleArgs),
+    /// A fake back end over NATS: answers every request on `<prefix>.rpc.<module>.>` (queue group
+    /// `<module>`) with its body; `{"event":"ready"}` on stdout once subscribed.
+    Backend(BackendArgs),
+    /// A cluster on loopback: nats-server, back-end processes, gate processes whose echo goes
+    /// over NATS, and one `gatekit run --target --control` per gate; PASS if every run passed and
+    /// every process exited 0.
+    Cluster(ClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct BackendArgs {
+    /// The NATS server, e.g. nats://127.0.0.1:4222.
+    #[arg(long)]
+    nats: String,
+    /// The module to serve.
+    #[arg(long, default_value = "echo")]
+    module: String,
+    /// The first token of every subject (the gate's `[nats] prefix`).
+    #[arg(long, default_value = "gatekit")]
+    prefix: String,
+    /// Time before each answer.
+    #[arg(long, default_value = "0ms")]
+    latency: Dur,
+    /// Also stop when standard input closes.
+    #[arg(long)]
+    stdin_control: bool,
+    /// Answer every Nth request with a wrong body (for tests that the cluster's checks fail).
+    #[arg(long, hide = true)]
+    corrupt_every: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Clients in all, split over the gates.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// How long the clients send.
+    #[arg(long, default_value = "5s")]
+    duration: Dur,
+    /// Gate processes.
+    #[arg(long, default_value_t = 2)]
+    gates: usize,
+    /// Back-end processes (one NATS queue group).
+    #[arg(long, default_value_t = 2)]
+    backends: usize,
+    /// The runs' scenario (built-in name or TOML file); its [gate] section sets the gates'
+    /// limits.
+    #[arg(long, default_value = "steady")]
+    scenario: String,
+    /// Time before each back-end answer.
+    #[arg(long, default_value = "0ms")]
+    latency: Dur,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Make the back ends answer every Nth request wrongly (to show the cluster can fail).
+    #[arg(long, hide = true)]
+    corrupt_every: Option<u64>,
+}
+
+fn backend(args: BackendArgs) -> Result<ExitCode, String> {
+    let opts = gatekit_harness::nats_echo::BackendOptions {
+        nats: args.nats,
+        module: args.module,
+        prefix: args.prefix,
+        latency: args.latency.0,
+        stdin_control: args.stdin_control,
+        corrupt_every: args.corrupt_every,
+    };
+    runtime()?.block_on(gatekit_harness::nats_echo::run(opts, print_json_line))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cluster(args: ClusterArgs) -> Result<ExitCode, String> {
+    let opts = gatekit_harness::cluster::ClusterOptions {
+        exe: std::env::current_exe().map_err(|e| format!("finding gatekit itself: {e}"))?,
+        clients: args.clients,
+        duration: args.duration,
+        gates: args.gates,
+        backends: args.backends,
+        scenario: args.scenario,
+        latency: args.latency.0,
+        corrupt_every: args.corrupt_every,
+    };
+    let report = gatekit_harness::cluster::run(&opts)?;
+    println!("{report}");
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[derive(clap::Args)]
@@ -768,6 +863,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Hold(args) => hold(args),
         Command::Scale(args) => scale(args),
+        Command::Backend(args) => backend(args),
+        Command::Cluster(args) => cluster(args),
         Command::Rtt {
             protocols,
             transports,
