@@ -14,7 +14,7 @@
 //!
 //! The result is PASS only if every run passed and every gate and back end exited 0. Everything
 //! is bounded by one deadline (duration + 60 s); every child is killed if anything fails or
-//! panics ([`Fleet`]'s `Drop`).
+//! panics (its process guard's `Drop`).
 
 use crate::nats_echo::BackendEvent;
 use crate::scenario::{self, Dur, Scenario};

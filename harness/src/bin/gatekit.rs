@@ -163,7 +163,7 @@ struct ClusterArgs {
     /// Back-end processes (one NATS queue group).
     #[arg(long, default_value_t = 2)]
     backends: usize,
-    /// The runs' scenario (built-in name or TOML file); its [gate] section sets the gates'
+    /// The runs' scenario (built-in name or TOML file); its `[gate]` section sets the gates'
     /// limits.
     #[arg(long, default_value = "steady")]
     scenario: String,
