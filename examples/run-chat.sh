@@ -12,7 +12,13 @@ NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-serve
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The last started first (the back end before NATS), each given 5 s before SIGKILL.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    p=${pids[i]}
+    kill "$p" 2>/dev/null || continue
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$p" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$work"
 }

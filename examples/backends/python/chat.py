@@ -361,9 +361,10 @@ async def run(args):
     await stop.wait()
 
     log("shutting down")
+    # Every step is bounded: with NATS gone (reconnecting), nats-py's calls may wait for it.
     for sub in subs:
         try:
-            await sub.unsubscribe()
+            await asyncio.wait_for(sub.unsubscribe(), 2)
         except Exception:
             pass
     if tasks:
@@ -374,7 +375,10 @@ async def run(args):
         await asyncio.wait_for(nc.flush(), 2)
     except Exception:
         pass
-    await nc.close()
+    try:
+        await asyncio.wait_for(nc.close(), 2)
+    except Exception:
+        pass
     return 0
 
 
