@@ -138,24 +138,16 @@ pub async fn run(
 }
 
 /// Returns once the server has processed everything `client` sent before (the subscription
-/// above included): a message to a private inbox comes back.
+/// above included), within 10 s.
 async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
-    let probe = client.new_inbox();
-    let mut sub = client
-        .subscribe(probe.clone())
-        .await
-        .map_err(|e| format!("NATS round trip: {e}"))?;
-    client
-        .publish(probe, Bytes::new())
-        .await
-        .map_err(|e| format!("NATS round trip: {e}"))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("NATS round trip: {e}"))?;
-    match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("NATS round trip: the probe subscription ended".to_owned()),
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        gatekit_server::nats::round_trip(client),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("NATS round trip: {e}")),
         Err(_) => Err("NATS round trip: no answer within 10 s".to_owned()),
     }
 }

@@ -126,7 +126,8 @@ async fn a_nats_back_end_decides_and_its_absence_is_an_internal_error() {
         .queue_subscribe("gatekit.rpc.auth.verify", "auth".into())
         .await
         .unwrap();
-    client.flush().await.unwrap();
+    // Live for the gate's connection too, not only written to the socket.
+    gatekit_server::nats::round_trip(&client).await.unwrap();
     let responder = client.clone();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen_by_backend = seen.clone();

@@ -35,13 +35,11 @@ async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
     }
 }
 
-/// Returns once nats-server has processed everything `nc` sent (its subscriptions are in
-/// place): a message to a private subject comes back. `flush` only empties the socket buffer.
+/// Returns once nats-server has processed everything `nc` sent (its subscriptions are live).
 async fn settle(nc: &async_nats::Client) {
-    let probe = nc.new_inbox();
-    let mut sub = nc.subscribe(probe.clone()).await.unwrap();
-    nc.publish(probe, Bytes::new()).await.unwrap();
-    bounded("settle", sub.next()).await.unwrap();
+    bounded("settle", gatekit_server::nats::round_trip(nc))
+        .await
+        .unwrap();
 }
 
 fn config(url: &str) -> ServerConfig {

@@ -180,8 +180,11 @@ fn backend(url: &str) -> ExitCode {
             .queue_subscribe("gatekit.rpc.echo.>", "echo".to_owned())
             .await
             .expect("subscribe");
-        // The server has the subscription once the flush is answered.
-        client.flush().await.expect("flush");
+        // The subscription is live for the gate once a message to itself has come back (a
+        // flush only empties the socket's buffer).
+        gatekit_server::nats::round_trip(&client)
+            .await
+            .expect("round trip");
         println!("ready");
         let _ = std::io::stdout().flush();
         while let Some(m) = sub.next().await {

@@ -44,7 +44,7 @@ pub async fn serve(
         .await
         .map_err(|e| subscribe_error(&all_subject, &e))?;
     if client.connection_state() == State::Connected {
-        match tokio::time::timeout(FLUSH_WITHIN, round_trip(&client)).await {
+        match tokio::time::timeout(FLUSH_WITHIN, super::round_trip(&client)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(subject = %ops_subject, error = %e, "gate RPC: subscriptions not confirmed; they are made again at reconnect")
@@ -73,26 +73,6 @@ pub async fn serve(
             }
         }
     }))
-}
-
-/// Returns once the server has processed everything `client` sent before: a message to a
-/// private subject comes back (the server handles one connection's operations in order, so the
-/// subscriptions before it are in place). `flush` only empties the socket's buffer.
-async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
-    let probe = client.new_inbox();
-    let mut sub = client
-        .subscribe(probe.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .publish(probe, Bytes::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    client.flush().await.map_err(|e| e.to_string())?;
-    match sub.next().await {
-        Some(_) => Ok(()),
-        None => Err("the probe subscription ended".to_owned()),
-    }
 }
 
 /// An op's failure: its code and message.

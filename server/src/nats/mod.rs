@@ -121,3 +121,25 @@ pub async fn connect(config: &NatsConfig, gate_id: &str) -> Result<async_nats::C
     let _ = tokio::time::timeout(wait, first_rx.wait_for(|done| *done)).await;
     Ok(client)
 }
+
+/// Returns once the server has processed everything `client` sent before: a message to a
+/// private subject comes back (the server handles one connection's operations in order, so the
+/// subscriptions before it are in place). `flush` only empties the socket's buffer: a
+/// subscription is not yet live for other connections when it returns. Not bounded in time: wrap
+/// it in a timeout.
+pub async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
+    let probe = client.new_inbox();
+    let mut sub = client
+        .subscribe(probe.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(probe, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())?;
+    match futures_util::StreamExt::next(&mut sub).await {
+        Some(_) => Ok(()),
+        None => Err("the probe subscription ended".to_owned()),
+    }
+}

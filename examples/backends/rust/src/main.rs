@@ -501,10 +501,20 @@ async fn run(args: Args) -> Result<(), String> {
                 .map_err(|e| format!("subscribe: {e}"))?,
         );
     }
-    client
-        .flush()
+    // "ready" once the subscriptions are live: a message to a private inbox has come back (the
+    // server handles one connection's operations in order; a flush only empties the socket).
+    let probe = client.new_inbox();
+    let mut echo = client
+        .subscribe(probe.clone())
         .await
         .map_err(|e| format!("subscribe: {e}"))?;
+    client
+        .publish(probe, Bytes::new())
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(10), echo.next())
+        .await
+        .map_err(|_| "subscribe: NATS did not confirm the subscriptions within 10 s".to_owned())?;
     let chat = Arc::new(Chat {
         client: client.clone(),
         prefix: args.prefix.clone(),

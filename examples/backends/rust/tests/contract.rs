@@ -48,7 +48,7 @@ impl FakeGates {
             .subscribe(format!("{PREFIX}.gate.*.*"))
             .await
             .expect("subscribe");
-        nc.flush().await.unwrap();
+        gatekit_server::nats::round_trip(nc).await.unwrap();
         let ops = Arc::new(Mutex::new(Vec::new()));
         let gone = Arc::new(Mutex::new(HashSet::new()));
         let (o, g, nc) = (ops.clone(), gone.clone(), nc.clone());
