@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Back-end call timeout (mqant's `RPCExpired`). Default 10 s.
     pub backend_timeout: Duration,
+    /// Time a session store operation may take before it counts as failed (the connection goes on
+    /// either way). Default 2 s.
+    pub store_timeout: Duration,
     /// Back-end calls in flight per connection. 1 (the default) keeps a connection's messages in
     /// order; more lets responses come back out of order, matched by id.
     pub max_in_flight: usize,
@@ -82,6 +85,7 @@ impl Default for AgentConfig {
             idle_timeout: Duration::from_secs(90),
             heartbeat: Duration::from_secs(60),
             backend_timeout: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(2),
             max_in_flight: 1,
             max_write_queue: 256 * 1024,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,

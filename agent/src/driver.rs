@@ -8,6 +8,8 @@ use crate::protocol::Protocol;
 use crate::read_scratch::poll_read_chunk;
 use crate::registration::Registration;
 use crate::services::{BackendError, BoxFuture, Services};
+use crate::store::queue::StoreQueue;
+use crate::store::{Bound, StoreError, StoreKind, StoreOp};
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use std::future::{poll_fn, Future};
@@ -60,6 +62,7 @@ where
         commands,
         registration,
         calls: CallSet::Empty,
+        store: None,
         pending: None,
         unflushed: false,
         armed: None,
@@ -72,6 +75,15 @@ type CallOutput = (CallId, Option<CallResult>);
 
 /// An authenticator's answer (`Err(Unavailable)` for a panic inside it).
 type AuthOutput = Result<crate::auth::Identity, crate::auth::AuthError>;
+
+/// A store operation's kind, its user, and how it ended.
+type StoreOutput = (StoreKind, Option<String>, Result<Option<Bound>, StoreError>);
+
+/// A connection's store operations: the one running and those waiting.
+struct StoreWork {
+    running: Option<BoxFuture<StoreOutput>>,
+    queue: StoreQueue,
+}
 
 /// One connection's driver state, polled by hand (no `select!`, no split stream) so that it
 /// holds nothing but the state machine, the stream and a timer while it waits.
@@ -86,6 +98,8 @@ struct Driver<P: Protocol, S> {
     calls: CallSet<CallOutput>,
     /// The authenticator's check of the hello, while it runs.
     auth: Option<BoxFuture<AuthOutput>>,
+    /// Session store operations, while there are any (boxed: an idle connection keeps a pointer).
+    store: Option<Box<StoreWork>>,
     /// Output handed out by the state machine, not yet fully written.
     pending: Option<Bytes>,
     /// Whether bytes were written since the stream was last flushed. A socket needs no flush, but
@@ -113,6 +127,17 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
             if let Some(reason) = self.conn.close_reason() {
                 self.registration.disconnect(reason);
             }
+            // The store operations still due (the session's disconnect last), each bounded by
+            // `store_timeout`; the gate counts this connection until they are done.
+            poll_fn(|cx| {
+                self.poll_store(cx);
+                if self.store.is_none() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
             // Commands sent from now on are refused (`Closed`) rather than queued for no one.
             drop(self.commands);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
@@ -216,6 +241,7 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
                 }
                 answered = true;
             }
+            answered |= self.poll_store(cx);
             if !answered {
                 return;
             }
@@ -225,8 +251,20 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
     fn act(&mut self, action: Action) {
         match action {
             Action::Connect(session) => self.registration.connect(session),
-            Action::Disconnect(_, reason) => self.registration.disconnect(reason),
-            Action::StorageHeartbeat(session) => self.services.store.heartbeat(&session),
+            Action::Disconnect(session, reason) => {
+                self.registration.disconnect(reason);
+                if session.is_bound() {
+                    self.queue_store(StoreOp {
+                        kind: StoreKind::Disconnect,
+                        session,
+                    });
+                }
+            }
+            Action::StorageHeartbeat(session) => self.queue_store(StoreOp {
+                kind: StoreKind::Heartbeat,
+                session,
+            }),
+            Action::Store(op) => self.queue_store(op),
             Action::Authenticate(credentials) => {
                 let Some(authenticator) = self.registration.authenticator().cloned() else {
                     let none = crate::auth::AuthError::Unavailable("no authenticator".into());
@@ -288,6 +326,75 @@ impl<P: Protocol, S: AsyncRead + AsyncWrite + Unpin> Driver<P, S> {
     }
 }
 
+impl<P: Protocol, S> Driver<P, S> {
+    fn queue_store(&mut self, op: StoreOp) {
+        let work = self.store.get_or_insert_with(|| {
+            Box::new(StoreWork {
+                running: None,
+                queue: StoreQueue::default(),
+            })
+        });
+        let kind = op.kind;
+        if !work.queue.push(op) {
+            self.registration.store_result(
+                kind,
+                &Err::<(), _>(StoreError::Unavailable(
+                    "too many operations waiting for the store on this connection".into(),
+                )),
+            );
+        }
+    }
+
+    /// Runs store operations in order, one at a time: takes the result of the one running, if
+    /// it is done, and starts the next. Returns whether a result was taken (the connection may
+    /// have changed). Drops the work once nothing is left.
+    fn poll_store(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        loop {
+            let Some(work) = self.store.as_mut() else {
+                return progressed;
+            };
+            if work.running.is_none() {
+                let Some(op) = work.queue.next(self.conn.session()) else {
+                    self.store = None;
+                    return progressed;
+                };
+                let limit = self.conn.config().store_timeout;
+                let user = op.session.user_id.clone();
+                let kind = op.kind;
+                let store = self.services.store.clone();
+                work.running = Some(Box::pin(async move {
+                    // The store is called in here: a panic in the call, not only in its
+                    // future, is caught.
+                    let fut = AssertUnwindSafe(async move { crate::store::run(&*store, op).await });
+                    let result = match tokio::time::timeout(limit, fut.catch_unwind()).await {
+                        Err(_) => Err(StoreError::Timeout(limit)),
+                        Ok(Err(_panic)) => {
+                            Err(StoreError::Unavailable("the store panicked".into()))
+                        }
+                        Ok(Ok(result)) => result,
+                    };
+                    (kind, user, result)
+                }));
+            }
+            let running = work.running.as_mut().expect("set above");
+            let Poll::Ready((kind, user, result)) = running.as_mut().poll(cx) else {
+                return progressed;
+            };
+            work.running = None;
+            progressed = true;
+            self.registration.store_result(kind, &result);
+            if let (Ok(Some(bound)), Some(user)) = (result, user) {
+                if self.conn.restore_settings(&user, bound.restored) > 0 {
+                    if let Some(s) = self.conn.session() {
+                        self.registration.update(s.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn conn_call_limit<P: Protocol>(conn: &Connection<P>) -> Duration {
     // A little past the state machine's own deadline.
     conn.config().backend_timeout + Duration::from_secs(1)
@@ -313,6 +420,9 @@ pub fn apply<P: Protocol>(conn: &mut Connection<P>, cmd: Command) {
         }
         Command::Remove(k) => {
             conn.remove_setting(&k);
+        }
+        Command::Logout => {
+            conn.logout();
         }
     }
 }

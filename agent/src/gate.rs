@@ -157,6 +157,8 @@ pub(crate) struct GateShared {
     /// Refusals running through a transport's handshake now.
     transport_refusals: AtomicUsize,
     shutting_down: AtomicBool,
+    store_errors: AtomicU64,
+    store_failing: AtomicBool,
     stop_accepting: Notify,
     idle: Notify,
 }
@@ -188,6 +190,28 @@ impl GateShared {
         }
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn store_result<T>(
+        &self,
+        kind: crate::store::StoreKind,
+        result: &Result<T, crate::store::StoreError>,
+    ) {
+        match result {
+            Err(error) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                if !self.store_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(op = %kind, %error, "session store operation failed (the connection goes on; further failures are counted and logged at debug)");
+                } else {
+                    tracing::debug!(op = %kind, %error, "session store operation failed");
+                }
+            }
+            Ok(_) => {
+                if self.store_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(op = %kind, "session store answering again");
+                }
+            }
         }
     }
 
@@ -317,6 +341,8 @@ impl GateBuilder {
                 ended_traffic: Default::default(),
                 transport_refusals: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
+                store_errors: AtomicU64::new(0),
+                store_failing: AtomicBool::new(false),
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
             }),
@@ -638,6 +664,11 @@ impl Gate {
         self.with_agent(session_id, Command::Unbind)
     }
 
+    /// Logs a session's user out: unbinds it and has the store forget its stored session.
+    pub fn logout(&self, session_id: &str) -> Result<(), HandleError> {
+        self.with_agent(session_id, Command::Logout)
+    }
+
     /// Removes a session setting.
     pub fn remove(&self, session_id: &str, key: impl Into<String>) -> Result<(), HandleError> {
         self.with_agent(session_id, Command::Remove(key.into()))
@@ -696,6 +727,11 @@ impl Gate {
             each(id, result);
         }
         accepted
+    }
+
+    /// Session store operations that failed or timed out since start (each also logged).
+    pub fn store_errors(&self) -> u64 {
+        self.shared.store_errors.load(Ordering::Relaxed)
     }
 
     /// Sessions connected (handshake done, not yet disconnected): mqant's `GetAgentNum`.

@@ -28,6 +28,8 @@ pub enum Command {
     Set(String, String),
     /// Remove a setting.
     Remove(String),
+    /// Log the user out: unbind it and have the store forget its session (mqant's `Delete`).
+    Logout,
 }
 
 /// Why a command could not be delivered.

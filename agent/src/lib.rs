@@ -12,7 +12,7 @@
 //!   pluggable [`AgentFactory`] (mqant's `SetCreateAgent`), operates on sessions by id (push, kick,
 //!   bind, broadcast, count), refuses connections past `max_connections`, and shuts down gracefully.
 //! - Traits a user implements: [`Backend`] (a module's functions), [`SessionStore`] (mqant's
-//!   `StorageHandler`), [`Learner`] (mqant's `AgentLearner`).
+//!   `StorageHandler`, asynchronous: [`MemoryStore`] is the embedded one), [`Learner`] (mqant's `AgentLearner`).
 //! - [`AgentHandle`]: a connection seen from any task — conn time, counters, closed flag, session,
 //!   push, kick — with no lock on the counters.
 //!
@@ -39,6 +39,7 @@ mod read_scratch;
 pub mod registration;
 pub mod services;
 pub mod session;
+pub mod store;
 pub mod transport;
 
 pub use auth::{AuthError, Authenticator, Credentials, Identity};
@@ -58,8 +59,10 @@ pub use native::Native;
 pub use pomelo::Pomelo;
 pub use protocol::Protocol;
 pub use registration::Registration;
-pub use services::{
-    Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, NoStore, Services, SessionStore,
-};
+pub use services::{Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, Services};
 pub use session::Session;
+pub use store::{
+    Bound, Location, MemoryStore, NoStore, SessionStore, StoreError, StoreFuture, StoreKind,
+    StoreOp, StoredSession,
+};
 pub use transport::{Layered, Tls, Transport, TransportError, WebSocket, WebSocketConfig};

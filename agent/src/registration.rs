@@ -58,6 +58,16 @@ impl Registration {
         self.session = Some(session);
     }
 
+    /// Counts and logs a store operation's failure (the first of a streak at `warn`, the rest at
+    /// `debug`; the first success after a streak at `info`).
+    pub(crate) fn store_result<T>(
+        &self,
+        kind: crate::store::StoreKind,
+        result: &Result<T, crate::store::StoreError>,
+    ) {
+        self.gate.store_result(kind, result);
+    }
+
     /// Updates the session snapshot (after bind, settings...).
     pub fn update(&mut self, session: Arc<Session>) {
         if self.session.is_some() {

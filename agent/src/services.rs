@@ -1,7 +1,9 @@
-//! The traits a user implements: back ends, the session store and the connection learner.
+//! The traits a user implements: back ends and the connection learner ([`SessionStore`] is in
+//! [`store`](crate::store)).
 
 use crate::connection::CloseReason;
 use crate::session::Session;
+use crate::store::{NoStore, SessionStore};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
@@ -160,26 +162,6 @@ impl std::fmt::Debug for Backends {
         set.finish()
     }
 }
-
-/// Where sessions are kept between connections (mqant's `StorageHandler`).
-pub trait SessionStore: Send + Sync + 'static {
-    /// Saves a session's settings.
-    fn storage(&self, _session: &Session) {}
-    /// Forgets a session.
-    fn delete(&self, _session: &Session) {}
-    /// The stored settings of a user.
-    fn query(&self, _user_id: &str) -> Option<Bytes> {
-        None
-    }
-    /// Keeps a bound session alive: called at most once per heartbeat interval, and at least once
-    /// per interval in which the client was active.
-    fn heartbeat(&self, _session: &Session) {}
-}
-
-/// A session store that keeps nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoStore;
-impl SessionStore for NoStore {}
 
 /// Told when sessions come and go (mqant's `AgentLearner`).
 ///

@@ -385,7 +385,10 @@ fn a_read_ending_in_close_is_served_heartbeat_included_then_disconnects() {
     let (mut p, _) = Peer::open(AgentConfig::default());
     assert!(p.conn.bind(p.at(Duration::ZERO), "user-1"));
     match &p.actions()[..] {
-        [Action::StorageHeartbeat(s)] => assert_eq!(s.user_id.as_deref(), Some("user-1")),
+        [Action::Store(bind), Action::StorageHeartbeat(s)] => {
+            assert_eq!(bind.kind, gatekit_agent::StoreKind::Bind);
+            assert_eq!(s.user_id.as_deref(), Some("user-1"))
+        }
         other => panic!("{other:?}"),
     }
     // A heartbeat is due (61 s > 60 s) for the PING read with the CLOSE.
@@ -587,7 +590,8 @@ fn held_capacity_counts_pending_actions() {
     let held = p.conn.held_capacity();
     assert!(held >= size, "{held}");
     assert_eq!(held % size, 0, "{held}: whole actions of {size} bytes");
-    assert_eq!(p.actions().len(), 1);
+    // The store's bind, and the first heartbeat.
+    assert_eq!(p.actions().len(), 2);
     assert_eq!(p.conn.held_capacity(), 0);
 }
 
@@ -761,7 +765,10 @@ fn idle_timeout_fires_exactly_at_the_idle_deadline() {
 fn storage_heartbeat_timer_is_one_interval_after_the_last_heartbeat() {
     let (mut p, _) = Peer::open(AgentConfig::default());
     assert!(p.conn.bind(p.at(Duration::ZERO), "user-1"));
-    assert!(matches!(p.actions()[..], [Action::StorageHeartbeat(_)]));
+    assert!(matches!(
+        p.actions()[..],
+        [Action::Store(_), Action::StorageHeartbeat(_)]
+    ));
     // Nothing happened since that heartbeat: only the idle timer.
     assert_eq!(p.conn.poll_timeout(), Some(p.at(secs(90))));
     p.send(secs(10), &[Packet::Ping]);

@@ -38,11 +38,12 @@ impl RecStore {
 }
 
 impl SessionStore for RecStore {
-    fn heartbeat(&self, s: &Session) {
+    fn heartbeat(&self, s: Arc<Session>) -> gatekit_agent::StoreFuture<()> {
         self.beats
             .lock()
             .unwrap()
             .push((Instant::now(), s.user_id.clone()));
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (a base `Instant` plus `Duration`s; nothing sleeps). One test per semantic, exact outcomes.
 
 use bytes::{Bytes, BytesMut};
+use gatekit_agent::StoreKind;
 use gatekit_agent::{
     Action, AgentConfig, Call, CallResult, CloseReason, ConnInfo, Connection, PushError, Session,
 };
@@ -1588,6 +1589,65 @@ fn poll_timeout_is_always_set_while_open_and_never_in_the_past() {
 
 // ----- 8. push, settings, bind -----
 
+/// What the store is asked for, in order, and what a bind's answer restores: the session's own
+/// keys win, and an answer for a user no longer bound changes nothing.
+#[test]
+fn the_store_is_asked_in_order_and_restored_settings_lose_to_the_sessions_own() {
+    let mut c = Client::new(AgentConfig::default());
+    c.handshake();
+    let store_ops = |c: &mut Client| -> Vec<(StoreKind, Option<String>)> {
+        c.pump();
+        c.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Store(op) => Some((op.kind, op.session.user_id.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let alice = Some("alice".to_owned());
+    // Unbound: settings are not stored.
+    assert!(c.conn.set_setting("room", "7"));
+    assert_eq!(store_ops(&mut c), vec![]);
+    assert!(c.conn.bind(c.now, "alice"));
+    assert_eq!(store_ops(&mut c), vec![(StoreKind::Bind, alice.clone())]);
+    let restored = BTreeMap::from([
+        ("room".to_owned(), "1".to_owned()),
+        ("level".to_owned(), "3".to_owned()),
+    ]);
+    assert_eq!(c.conn.restore_settings("bob", restored.clone()), 0);
+    assert_eq!(c.conn.restore_settings("alice", restored), 1);
+    let settings = &c.conn.session().unwrap().settings;
+    assert_eq!(settings["room"], "7", "the session's own key wins");
+    assert_eq!(settings["level"], "3");
+    assert!(c.conn.set_setting("k", "v"));
+    assert!(c.conn.remove_setting("k"));
+    assert_eq!(
+        store_ops(&mut c),
+        vec![
+            (StoreKind::Storage, alice.clone()),
+            (StoreKind::Storage, alice.clone())
+        ]
+    );
+    // Binding alice again asks nothing; binding bob ends alice first.
+    assert!(c.conn.bind(c.now, "alice"));
+    assert_eq!(store_ops(&mut c), vec![]);
+    assert!(c.conn.bind(c.now, "bob"));
+    let bob = Some("bob".to_owned());
+    assert_eq!(
+        store_ops(&mut c),
+        vec![
+            (StoreKind::Disconnect, alice),
+            (StoreKind::Bind, bob.clone())
+        ]
+    );
+    assert!(c.conn.logout());
+    assert_eq!(store_ops(&mut c), vec![(StoreKind::Delete, bob)]);
+    assert_eq!(c.conn.session().unwrap().user_id, None);
+    assert!(c.conn.unbind(), "unbinding an unbound session is fine");
+    assert_eq!(store_ops(&mut c), vec![]);
+}
+
 #[test]
 fn push_settings_and_bind_show_in_later_calls() {
     let mut c = Client::new(AgentConfig::default());
@@ -1627,7 +1687,8 @@ fn push_settings_and_bind_show_in_later_calls() {
     c.pump();
     let hb = c.take_actions();
     assert!(
-        matches!(&hb[..], [Action::StorageHeartbeat(s)] if s.user_id.as_deref() == Some("alice"))
+        matches!(&hb[..], [Action::Store(b), Action::StorageHeartbeat(s)]
+            if b.kind == StoreKind::Bind && s.user_id.as_deref() == Some("alice"))
     );
     c.send(&[notify("m/n", b"")]);
     let second = c.one_call();
@@ -1640,6 +1701,16 @@ fn push_settings_and_bind_show_in_later_calls() {
 
     assert!(c.conn.remove_setting("room"));
     assert!(c.conn.unbind());
+    c.pump();
+    let kinds: Vec<_> = c
+        .take_actions()
+        .into_iter()
+        .map(|a| match a {
+            Action::Store(op) => op.kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, vec![StoreKind::Storage, StoreKind::Disconnect]);
     c.send(&[req(2, "m/f", b"")]);
     let third = c.one_call();
     assert!(third.session.settings.is_empty());

@@ -329,6 +329,8 @@ struct H {
     disconnects: usize,
     bound: Option<Binding>,
     last_heartbeat: Option<Instant>,
+    /// Store operations the next actions must hold (kind, user), in order.
+    expected_stores: Vec<(gatekit_agent::StoreKind, String)>,
 }
 
 fn varint(mut n: usize, out: &mut Vec<u8>) {
@@ -402,6 +404,7 @@ impl H {
             disconnects: 0,
             bound: None,
             last_heartbeat: None,
+            expected_stores: Vec::new(),
             p,
         }
     }
@@ -657,7 +660,9 @@ impl H {
             self.phase = MPhase::Closed;
             self.in_flight.clear();
         }
-        // Connect / Disconnect / heartbeats.
+        // Connect / Disconnect / heartbeats / store operations.
+        let expected_stores = std::mem::take(&mut self.expected_stores);
+        let mut stores = Vec::new();
         for a in actions {
             assert_eq!(
                 self.disconnects, 0,
@@ -682,6 +687,13 @@ impl H {
                 }
                 Action::Authenticate(_) => {
                     panic!("{:?}: authentication was never required", a)
+                }
+                Action::Store(store) => {
+                    assert_eq!(store.session.session_id, SID);
+                    stores.push((
+                        store.kind,
+                        store.session.user_id.clone().unwrap_or_default(),
+                    ));
                 }
                 Action::StorageHeartbeat(s) => {
                     let hb = self.cfg.heartbeat;
@@ -709,6 +721,7 @@ impl H {
             }
         }
         assert_eq!(self.connects, self.expected_connects, "{op:?}: Connect");
+        assert_eq!(stores, expected_stores, "{op:?}: store operations");
         self.invariants();
     }
 
@@ -998,6 +1011,13 @@ impl H {
         let user = format!("user-{user}");
         let ok = self.conn.bind(self.now, user.clone());
         assert_eq!(ok, was_open);
+        let previous = self.bound.as_ref().map(|b| b.user.clone());
+        if ok && previous.as_ref() != Some(&user) {
+            use gatekit_agent::StoreKind;
+            self.expected_stores
+                .extend(previous.map(|p| (StoreKind::Disconnect, p)));
+            self.expected_stores.push((StoreKind::Bind, user.clone()));
+        }
         if ok {
             self.bound = Some(Binding {
                 user,
@@ -1016,7 +1036,10 @@ impl H {
         let ok = self.conn.unbind();
         assert_eq!(ok, was_open);
         if ok {
-            self.bound = None;
+            if let Some(b) = self.bound.take() {
+                self.expected_stores
+                    .push((gatekit_agent::StoreKind::Disconnect, b.user));
+            }
         }
         let (pkts, actions) = self.collect();
         assert!(pkts.is_empty());

@@ -12,7 +12,7 @@
 use crate::recorder::{Recorder, SessionLog};
 use crate::run::ConnRecord;
 use crate::serve::{GateStatus, Tally};
-use gatekit_agent::{AgentHandle, CloseReason, Gate, Learner, Session, SessionStore};
+use gatekit_agent::{AgentHandle, CloseReason, Gate, Learner, Session, SessionStore, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -168,7 +168,7 @@ impl Learner for ControlRecorder {
     }
 
     fn disconnect(&self, session: &Session, reason: CloseReason) {
-        self.tally.disconnect(session, reason);
+        Learner::disconnect(&self.tally, session, reason);
         let t = self.now_us();
         self.with(&session.session_id, |e| {
             if e.record.connects == 0 {
@@ -180,14 +180,15 @@ impl Learner for ControlRecorder {
 }
 
 impl SessionStore for ControlRecorder {
-    fn heartbeat(&self, session: &Session) {
-        self.tally.heartbeat(session);
+    fn heartbeat(&self, session: Arc<Session>) -> StoreFuture<()> {
+        self.tally.count_heartbeat();
         let t = self.now_us();
         let unbound = session.user_id.is_none();
         self.with(&session.session_id, |e| {
             e.record.heartbeats.push(t);
             e.record.unbound_heartbeats += u32::from(unbound);
         });
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Records what the gate tells its learner and session store, per session, with times.
 
-use gatekit_agent::{CloseReason, Learner, Session, SessionStore};
+use gatekit_agent::{CloseReason, Learner, Session, SessionStore, StoreFuture};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -101,10 +102,11 @@ impl Learner for SharedRecorder {
 }
 
 impl SessionStore for SharedRecorder {
-    fn heartbeat(&self, session: &Session) {
+    fn heartbeat(&self, session: Arc<Session>) -> StoreFuture<()> {
         self.0
             .lock()
             .expect("recorder lock")
-            .heartbeat(session, now());
+            .heartbeat(&session, now());
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -11,7 +11,7 @@
 use crate::fake_backend::EchoBackend;
 use crate::procfs;
 use crate::scenario::Scenario;
-use gatekit_agent::{CloseReason, Gate, Learner, Session, SessionStore};
+use gatekit_agent::{CloseReason, Gate, Learner, Session, SessionStore, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,9 +57,17 @@ impl Learner for Tally {
     }
 }
 
-impl SessionStore for Tally {
-    fn heartbeat(&self, _session: &Session) {
+impl Tally {
+    /// Counts a storage heartbeat.
+    pub(crate) fn count_heartbeat(&self) {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl SessionStore for Tally {
+    fn heartbeat(&self, _session: Arc<Session>) -> StoreFuture<()> {
+        self.count_heartbeat();
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -457,6 +457,8 @@ fn pump<P: Protocol>(
                     }
                 }
                 Action::StorageHeartbeat(s) => recorder.heartbeat(&s, now),
+                // The simulated gate keeps no sessions between connections.
+                Action::Store(_) => {}
                 // The simulated gate has no authenticator (it never asks for one).
                 Action::Authenticate(_) => {
                     unreachable!("the simulation never requires authentication")

@@ -32,6 +32,7 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (`[metrics] addr`).
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+
     /// The PEM certificate chain of the tls and wss listeners (`[tls] cert`).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -105,6 +106,7 @@ impl ServeArgs {
         if let Some(addr) = self.metrics {
             config.metrics.addr = Some(addr);
         }
+
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config.tls.cert = Some(cert.clone());
             config.tls.key = Some(key.clone());

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod nats;
 pub mod routing;
 mod server;
+pub mod store;
 
 pub use config::{ConfigError, ServerConfig};
 pub use duration::Dur;

@@ -4,9 +4,7 @@ use crate::config::ServerConfig;
 use crate::listen::Listener;
 use crate::listener_transport::{TlsSource, TransportOptions};
 use crate::metrics::Metrics;
-use gatekit_agent::{
-    Backend, Gate, Learner, NoLearner, NoStore, Services, SessionStore, ShutdownReport,
-};
+use gatekit_agent::{Backend, Gate, Learner, NoLearner, Services, SessionStore, ShutdownReport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,7 +128,7 @@ impl Server {
         });
         let mut backends =
             crate::routing::backends(&config.backends, &extras.backends, nats_backend)?;
-        let mut store = extras.store.unwrap_or_else(|| Arc::new(NoStore));
+        let mut store = extras.store.unwrap_or_else(|| config.store.build());
         let mut learner = extras.learner.unwrap_or_else(|| Arc::new(NoLearner));
         let metrics = config.metrics.addr.map(|_| Metrics::new(&gate_id));
         if let Some(m) = &metrics {

@@ -153,6 +153,17 @@ async fn bind_unbind_set_remove_push() {
         ok()
     );
     eventually("unbound", || session().user_id.is_none()).await;
+    let bind = [("Gatekit-Session", s), ("Gatekit-User", "bob")];
+    assert_eq!(rpc(&nc, "bind", &bind, b"").await, ok());
+    eventually("bound again", || {
+        session().user_id.as_deref() == Some("bob")
+    })
+    .await;
+    assert_eq!(
+        rpc(&nc, "logout", &[("Gatekit-Session", s)], b"").await,
+        ok()
+    );
+    eventually("logged out", || session().user_id.is_none()).await;
 
     assert_eq!(
         rpc(
@@ -367,6 +378,7 @@ async fn unknown_sessions() {
     for (op, headers, body) in [
         ("bind", vec![s, ("Gatekit-User", "u")], &b""[..]),
         ("unbind", vec![s], b""),
+        ("logout", vec![s], b""),
         ("set", vec![s, ("Gatekit-Key", "k")], b"v"),
         ("remove", vec![s, ("Gatekit-Key", "k")], b""),
         ("push", vec![s], b"{\"k\":\"v\"}"),
@@ -401,6 +413,7 @@ async fn bad_requests() {
         ("bind", vec![s], b"", "Gatekit-User"),
         ("bind", vec![s, ("Gatekit-User", "")], b"", "Gatekit-User"),
         ("unbind", vec![], b"", "Gatekit-Session"),
+        ("logout", vec![], b"", "Gatekit-Session"),
         ("set", vec![s], b"v", "Gatekit-Key"),
         ("set", vec![s, ("Gatekit-Key", "k")], b"\xff\xfe", "UTF-8"),
         ("remove", vec![s], b"", "Gatekit-Key"),

@@ -29,6 +29,7 @@ use crate::config::AgentConfig;
 use crate::native::Native;
 use crate::protocol::{Event, Hello, Outbox, Protocol, Violation, Welcome};
 use crate::session::Session;
+use crate::store::{StoreKind, StoreOp};
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::{CloseCode, Status, Topic};
 use std::collections::VecDeque;
@@ -236,6 +237,7 @@ impl<P: Protocol> Connection<P> {
                 let bound = identity.user_id.is_some();
                 self.open(now, &hello, identity.user_id);
                 if bound {
+                    self.store_current(StoreKind::Bind);
                     // Storage heartbeats start as with a Bind.
                     self.active_since_heartbeat = true;
                     self.maybe_heartbeat(now);
@@ -445,10 +447,22 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    /// Binds a user id to the session (mqant's `Bind`); starts storage heartbeats.
+    /// Binds a user id to the session (mqant's `Bind`); starts storage heartbeats. The store is
+    /// asked to bind it ([`StoreKind::Bind`]): the user's stored settings come back through
+    /// [`Connection::restore_settings`]. Binding another user first unbinds the previous one.
     pub fn bind(&mut self, now: Instant, user_id: impl Into<String>) -> bool {
         let user_id = user_id.into();
+        let previous = self.bound_session();
+        let again = previous
+            .as_ref()
+            .is_some_and(|p| p.user_id.as_deref() == Some(user_id.as_str()));
         let bound = self.update_session(|s| s.user_id = Some(user_id));
+        if bound && !again {
+            if let Some(previous) = previous {
+                self.store(StoreKind::Disconnect, previous);
+            }
+            self.store_current(StoreKind::Bind);
+        }
         if bound {
             // A re-bind does not reset the interval: heartbeats stay at least `heartbeat` apart.
             self.active_since_heartbeat = true;
@@ -457,24 +471,93 @@ impl<P: Protocol> Connection<P> {
         bound
     }
 
-    /// Unbinds the user id (mqant's `UnBind`); stops storage heartbeats.
+    /// Unbinds the user id (mqant's `UnBind`); stops storage heartbeats. The store keeps the
+    /// user's settings for its grace period ([`StoreKind::Disconnect`]).
     pub fn unbind(&mut self) -> bool {
-        self.update_session(|s| s.user_id = None)
+        let previous = self.bound_session();
+        let unbound = self.update_session(|s| s.user_id = None);
+        if let (true, Some(previous)) = (unbound, previous) {
+            self.store(StoreKind::Disconnect, previous);
+        }
+        unbound
     }
 
-    /// Sets a session setting (mqant's `Set`).
+    /// Logs the user out: unbinds it and has the store forget its stored session (mqant's
+    /// `Delete`, [`StoreKind::Delete`]).
+    pub fn logout(&mut self) -> bool {
+        let previous = self.bound_session();
+        let unbound = self.update_session(|s| s.user_id = None);
+        if let (true, Some(previous)) = (unbound, previous) {
+            self.store(StoreKind::Delete, previous);
+        }
+        unbound
+    }
+
+    /// Sets a session setting (mqant's `Set`), stored if the session is bound.
     pub fn set_setting(&mut self, key: impl Into<String>, value: impl Into<String>) -> bool {
         let (k, v) = (key.into(), value.into());
-        self.update_session(|s| {
+        let set = self.update_session(|s| {
             s.settings.insert(k, v);
-        })
+        });
+        self.store_current(StoreKind::Storage);
+        set
     }
 
-    /// Removes a session setting (mqant's `Remove`).
+    /// Removes a session setting (mqant's `Remove`), stored if the session is bound.
     pub fn remove_setting(&mut self, key: &str) -> bool {
-        self.update_session(|s| {
+        let removed = self.update_session(|s| {
             s.settings.remove(key);
-        })
+        });
+        self.store_current(StoreKind::Storage);
+        removed
+    }
+
+    /// Settings the store kept for `user_id` (a bind's [`Bound::restored`]): each key the
+    /// session does not have is added (the session's own keys win, as in mqant's Bind). Ignored
+    /// unless the session is open and still bound to `user_id`. Returns how many were added.
+    ///
+    /// [`Bound::restored`]: crate::store::Bound::restored
+    pub fn restore_settings(
+        &mut self,
+        user_id: &str,
+        restored: std::collections::BTreeMap<String, String>,
+    ) -> usize {
+        let bound_here = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.user_id.as_deref() == Some(user_id));
+        if !bound_here || restored.is_empty() {
+            return 0;
+        }
+        let mut added = 0;
+        self.update_session(|s| {
+            for (k, v) in restored {
+                if let std::collections::btree_map::Entry::Vacant(e) = s.settings.entry(k) {
+                    e.insert(v);
+                    added += 1;
+                }
+            }
+        });
+        added
+    }
+
+    /// The session, if it is bound to a user id.
+    fn bound_session(&self) -> Option<Arc<Session>> {
+        self.session.clone().filter(|s| s.is_bound())
+    }
+
+    /// Asks for a store operation on the current session, if it is open and bound.
+    fn store_current(&mut self, kind: StoreKind) {
+        if matches!(self.phase, Phase::Open) {
+            if let Some(s) = self.bound_session() {
+                self.store(kind, s);
+            }
+        }
+    }
+
+    fn store(&mut self, kind: StoreKind, session: Arc<Session>) {
+        self.actions
+            .push_back(Action::Store(StoreOp { kind, session }));
     }
 
     // ----- outputs -----

@@ -120,6 +120,10 @@ pub enum Action {
     Call(Call),
     /// Call the session store's heartbeat for this (bound) session.
     StorageHeartbeat(Arc<Session>),
+    /// Run a session store operation (bind, storage, disconnect of an unbound user, delete). The
+    /// driver runs them in order, one at a time, and hands a bind's restored settings back with
+    /// [`Connection::restore_settings`](crate::Connection::restore_settings).
+    Store(crate::store::StoreOp),
     /// Tell the learner the session is gone (once, iff `Connect` was yielded, always after it).
     Disconnect(Arc<Session>, CloseReason),
     /// Check a hello's credentials and report with

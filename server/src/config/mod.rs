@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub backends: BackendsSection,
     /// `[nats]`: the NATS connection of back ends in other processes.
     pub nats: NatsConfig,
+    /// `[store]`: where sessions are kept between connections.
+    pub store: crate::store::StoreConfig,
     /// `[auth]`: how clients' credentials are checked before their session opens.
     pub auth: crate::auth::AuthSection,
     /// `[metrics]`: the Prometheus endpoint.
@@ -363,6 +365,9 @@ impl ServerConfig {
                 }
             }
         }
+        if let Err((key, message)) = self.store.check(self.limits.heartbeat) {
+            return Err(invalid(key, message));
+        }
         if let Err(e) = self.auth_subject() {
             return Err(invalid("auth.call", e));
         }
@@ -409,6 +414,7 @@ impl ServerConfig {
             max_write_queue: l.max_write_queue,
             max_frame_length: l.max_frame_length,
             close_linger: l.close_linger.0,
+            store_timeout: self.store.timeout.0,
             server_id: self.gate.id.clone(),
             ..AgentConfig::default()
         }

@@ -132,6 +132,15 @@ fn bad_values_are_named() {
             "auth.call: \"verify\" is not module/func",
         ),
         ("[auth]\nkind = \"ldap\"\n", "unknown variant `ldap`"),
+        (
+            "[store]\nttl = \"30s\"\n",
+            "store.ttl: 30s is shorter than limits.heartbeat (1m)",
+        ),
+        (
+            "[store]\ngrace = \"0s\"\n",
+            "store.grace: must be more than 0",
+        ),
+        ("[store]\nkind = \"etcd\"\n", "unknown variant `etcd`"),
     ];
     for (text, expected) in cases {
         let e = error_of(text);

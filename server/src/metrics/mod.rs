@@ -25,6 +25,8 @@
 //! | `gatekit_backend_latency_seconds` | histogram | `module` | time to the back end's answer |
 //! | `gatekit_calls_in_flight` | gauge | | back-end calls running |
 //! | `gatekit_storage_heartbeats_total` | counter | | session store heartbeats |
+//! | `gatekit_store_operations_total` | counter | `op` = `bind`, `storage`, `heartbeat`, `disconnect`, `delete` | session store operations ended |
+//! | `gatekit_store_errors_total` | counter | `op` | of those, failed or timed out (each also logged) |
 //! | `gatekit_nats_connected` | gauge | | 1 while the NATS connection is up (absent without NATS) |
 //!
 //! `reason` is a [`CloseReason`]'s name. The `module` label is bounded: modules of the routing
@@ -39,7 +41,7 @@ mod wrappers;
 pub use http::serve;
 
 use collector::Sampled;
-use gatekit_agent::{AgentConfig, Backends, CloseReason, Gate, Learner, SessionStore};
+use gatekit_agent::{AgentConfig, Backends, CloseReason, Gate, Learner, SessionStore, StoreKind};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -98,6 +100,10 @@ pub struct Metrics {
     backend_latency: Family<Label1, Histogram, fn() -> Histogram>,
     calls_in_flight: Gauge,
     storage_heartbeats: Counter,
+    /// By [`StoreKind::ALL`]'s order.
+    store_ops: Vec<Counter>,
+    /// By [`StoreKind::ALL`]'s order.
+    store_errors: Vec<Counter>,
     fallback: wrappers::FallbackLabels,
 }
 
@@ -209,6 +215,26 @@ impl Metrics {
             "Heartbeats of bound sessions sent to the session store",
             storage_heartbeats.clone(),
         );
+        let ops = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let store_ops = StoreKind::ALL
+            .iter()
+            .map(|k| ops.get_or_create_owned(&[("op", k.name())]))
+            .collect();
+        registry.register(
+            "store_operations",
+            "Session store operations ended (successfully or not), by operation",
+            ops,
+        );
+        let errors = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let store_errors = StoreKind::ALL
+            .iter()
+            .map(|k| errors.get_or_create_owned(&[("op", k.name())]))
+            .collect();
+        registry.register(
+            "store_errors",
+            "Session store operations that failed or timed out, by operation (the connection goes on)",
+            errors,
+        );
         let sampled = Arc::new(Sampled::default());
         registry.register_collector(Box::new(sampled.clone()));
         let m = Metrics {
@@ -226,6 +252,8 @@ impl Metrics {
             backend_latency,
             calls_in_flight,
             storage_heartbeats,
+            store_ops,
+            store_errors,
             fallback: wrappers::FallbackLabels::default(),
         };
         m.set_backend_timeout(AgentConfig::default().backend_timeout);
@@ -245,7 +273,8 @@ impl Metrics {
         })
     }
 
-    /// `inner`, counted: heartbeats.
+    /// `inner`, counted: operations and failures by kind (a timeout the driver imposes is
+    /// counted by the gate, [`Gate::store_errors`](gatekit_agent::Gate::store_errors)).
     pub fn store(self: &Arc<Self>, inner: Arc<dyn SessionStore>) -> Arc<dyn SessionStore> {
         Arc::new(wrappers::CountedStore {
             inner,

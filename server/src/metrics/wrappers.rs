@@ -3,7 +3,8 @@
 use super::{escape_label, reason_index, Metrics, MAX_FALLBACK_MODULES, OTHER_MODULE};
 use bytes::Bytes;
 use gatekit_agent::{
-    Backend, BackendError, Backends, BoxFuture, CloseReason, Learner, Session, SessionStore,
+    Backend, BackendError, Backends, Bound, BoxFuture, CloseReason, Learner, Session, SessionStore,
+    StoreFuture, StoreKind, StoredSession,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -46,28 +47,57 @@ impl Learner for CountedLearner {
     }
 }
 
-/// Counts heartbeats, then calls `inner`.
+/// Counts operations and failures, then calls `inner`.
 pub(super) struct CountedStore {
     pub(super) inner: Arc<dyn SessionStore>,
     pub(super) metrics: Arc<Metrics>,
 }
 
+impl CountedStore {
+    fn counted<T: Send + 'static>(&self, kind: StoreKind, f: StoreFuture<T>) -> StoreFuture<T> {
+        let i = StoreKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("StoreKind::ALL has every kind");
+        let (ops, errors) = (
+            self.metrics.store_ops[i].clone(),
+            self.metrics.store_errors[i].clone(),
+        );
+        Box::pin(async move {
+            let result = f.await;
+            ops.inc();
+            if result.is_err() {
+                errors.inc();
+            }
+            result
+        })
+    }
+}
+
 impl SessionStore for CountedStore {
-    fn storage(&self, session: &Session) {
-        self.inner.storage(session);
+    fn bind(&self, session: Arc<Session>) -> StoreFuture<Bound> {
+        self.counted(StoreKind::Bind, self.inner.bind(session))
     }
 
-    fn delete(&self, session: &Session) {
-        self.inner.delete(session);
+    fn storage(&self, session: Arc<Session>) -> StoreFuture<()> {
+        self.counted(StoreKind::Storage, self.inner.storage(session))
     }
 
-    fn query(&self, user_id: &str) -> Option<Bytes> {
-        self.inner.query(user_id)
-    }
-
-    fn heartbeat(&self, session: &Session) {
+    fn heartbeat(&self, session: Arc<Session>) -> StoreFuture<()> {
         self.metrics.storage_heartbeats.inc();
-        self.inner.heartbeat(session);
+        self.counted(StoreKind::Heartbeat, self.inner.heartbeat(session))
+    }
+
+    fn disconnect(&self, session: Arc<Session>) -> StoreFuture<()> {
+        self.counted(StoreKind::Disconnect, self.inner.disconnect(session))
+    }
+
+    fn delete(&self, session: Arc<Session>) -> StoreFuture<()> {
+        self.counted(StoreKind::Delete, self.inner.delete(session))
+    }
+
+    fn query(&self, user_id: &str) -> StoreFuture<Option<StoredSession>> {
+        self.inner.query(user_id)
     }
 }
 
@@ -463,6 +493,14 @@ mod tests {
 
     #[test]
     fn learner_and_store_counts() {
+        struct Failing;
+        impl SessionStore for Failing {
+            fn bind(&self, _: Arc<Session>) -> StoreFuture<Bound> {
+                Box::pin(std::future::ready(Err(
+                    gatekit_agent::StoreError::Unavailable("down".into()),
+                )))
+            }
+        }
         let m = Metrics::new("gate-1");
         let learner = m.learner(Arc::new(gatekit_agent::NoLearner));
         let store = m.store(Arc::new(gatekit_agent::NoStore));
@@ -471,7 +509,17 @@ mod tests {
         learner.connect(&Session::new("s2", "ws", "p", "gate-1"));
         learner.disconnect(&s, CloseReason::SlowConsumer);
         learner.ended_without_session(CloseReason::Refused);
-        store.heartbeat(&s);
+        futures_util::FutureExt::now_or_never(store.heartbeat(s.clone()))
+            .expect("NoStore answers at once")
+            .unwrap();
+        let failing = m.store(Arc::new(Failing));
+        for _ in 0..2 {
+            assert!(
+                futures_util::FutureExt::now_or_never(failing.bind(s.clone()))
+                    .unwrap()
+                    .is_err()
+            );
+        }
         let text = m.encode();
         let get = |s: &str| value(&text, s);
         assert_eq!(get(r#"gatekit_sessions{network="tcp"}"#), Some(0.0));
@@ -494,6 +542,20 @@ mod tests {
         );
         assert_eq!(get("gatekit_slow_consumers_total"), Some(1.0));
         assert_eq!(get("gatekit_storage_heartbeats_total"), Some(1.0));
+        assert_eq!(
+            get(r#"gatekit_store_operations_total{op="heartbeat"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(r#"gatekit_store_errors_total{op="heartbeat"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            get(r#"gatekit_store_operations_total{op="bind"}"#),
+            Some(2.0)
+        );
+        assert_eq!(get(r#"gatekit_store_errors_total{op="bind"}"#), Some(2.0));
+        assert_eq!(get(r#"gatekit_store_errors_total{op="delete"}"#), Some(0.0));
         assert_eq!(get(r#"gatekit_gate_info{gate="gate-1"}"#), Some(1.0));
         assert!(text.ends_with("# EOF\n"));
     }

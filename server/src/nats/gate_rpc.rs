@@ -136,6 +136,10 @@ impl GateRpc {
                 let s = required(h, headers::SESSION)?;
                 done(self.gate.unbind_user(s), s)
             }
+            "logout" => {
+                let s = required(h, headers::SESSION)?;
+                done(self.gate.logout(s), s)
+            }
             "set" => {
                 let s = required(h, headers::SESSION)?;
                 let key = required(h, headers::KEY)?;

@@ -389,6 +389,7 @@ impl<M: WireModel> H<M> {
             "{what}: closing"
         );
         let mut heartbeats = 0;
+        let mut stores = Vec::new();
         for a in &actions {
             assert_eq!(
                 self.disconnects, 0,
@@ -416,6 +417,10 @@ impl<M: WireModel> H<M> {
                     heartbeats += 1;
                     self.heartbeat_seen(&what, s);
                 }
+                Action::Store(op) => {
+                    assert_eq!(op.session.session_id, SID, "{what}: the store op's session");
+                    stores.push((op.kind, op.session.user_id.clone().unwrap_or_default()));
+                }
             }
         }
         assert_eq!(
@@ -429,6 +434,7 @@ impl<M: WireModel> H<M> {
             "{what}: Disconnect once iff Connect, when the connection ends"
         );
         assert_eq!(heartbeats, e.heartbeats, "{what}: storage heartbeats");
+        assert_eq!(stores, e.stores, "{what}: store operations");
         self.invariants(&what);
     }
 

@@ -286,6 +286,18 @@ impl<M: WireModel> H<M> {
             };
         });
         assert_eq!(ok, self.phase == Phase::Open, "{}: bind/unbind", M::NAME);
+        // The store is told: the previous user's disconnect (unbind, or a bind to another user),
+        // then the new user's bind; a bind of the same user again asks nothing.
+        if ok && (unbind || self.bound.as_ref() != Some(&user)) {
+            if let Some(previous) = self.bound.clone() {
+                e.stores
+                    .push((gatekit_agent::StoreKind::Disconnect, previous));
+            }
+            if !unbind {
+                e.stores
+                    .push((gatekit_agent::StoreKind::Bind, user.clone()));
+            }
+        }
         if ok && unbind {
             self.bound = None;
         } else if ok {

@@ -226,6 +226,8 @@ struct Expect {
     calls: Vec<Call>,
     matched: usize,
     heartbeats: usize,
+    /// Store operations the model expects, in order: kind and user.
+    stores: Vec<(gatekit_agent::StoreKind, String)>,
 }
 
 /// One connection speaking `M`'s protocol, with the client and driver around it, its model, and
