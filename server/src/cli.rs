@@ -32,7 +32,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (`[metrics] addr`).
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
-
+    /// Keep sessions in Redis, redis://host:port, shared by every gate (`[store] kind =
+    /// "redis"` and `url`).
+    #[arg(long)]
+    pub redis: Option<String>,
     /// The PEM certificate chain of the tls and wss listeners (`[tls] cert`).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -106,7 +109,10 @@ impl ServeArgs {
         if let Some(addr) = self.metrics {
             config.metrics.addr = Some(addr);
         }
-
+        if let Some(url) = &self.redis {
+            config.store.kind = crate::store::StoreKind::Redis;
+            config.store.url = Some(url.clone());
+        }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config.tls.cert = Some(cert.clone());
             config.tls.key = Some(key.clone());

@@ -128,7 +128,18 @@ impl Server {
         });
         let mut backends =
             crate::routing::backends(&config.backends, &extras.backends, nats_backend)?;
-        let mut store = extras.store.unwrap_or_else(|| config.store.build());
+        let mut store = match extras.store {
+            Some(store) => store,
+            None => config
+                .store
+                .build()
+                .await
+                .map_err(|e| crate::ConfigError::Invalid {
+                    origin: "configuration".into(),
+                    key: "store.url".into(),
+                    message: e.to_string(),
+                })?,
+        };
         let mut learner = extras.learner.unwrap_or_else(|| Arc::new(NoLearner));
         let metrics = config.metrics.addr.map(|_| Metrics::new(&gate_id));
         if let Some(m) = &metrics {

@@ -42,6 +42,7 @@ fn the_printed_default_file_names_every_key() {
         "nats.url",
         "nats.name",
         "metrics.addr",
+        "store.url",
     ] {
         assert!(
             DEFAULT_TOML.contains(&format!("# {} =", optional.split('.').nth(1).unwrap())),
@@ -133,12 +134,24 @@ fn bad_values_are_named() {
         ),
         ("[auth]\nkind = \"ldap\"\n", "unknown variant `ldap`"),
         (
+            "[store]\nkind = \"redis\"\n",
+            "store.url: kind = \"redis\" needs the Redis server",
+        ),
+        (
+            "[store]\nurl = \"redis://127.0.0.1:6379\"\n",
+            "store.url: a Redis url is given but store.kind is not \"redis\"",
+        ),
+        (
             "[store]\nttl = \"30s\"\n",
             "store.ttl: 30s is shorter than limits.heartbeat (1m)",
         ),
         (
             "[store]\ngrace = \"0s\"\n",
             "store.grace: must be more than 0",
+        ),
+        (
+            "[store]\nprefix = \"\"\n",
+            "store.prefix: \"\": give a non-empty",
         ),
         ("[store]\nkind = \"etcd\"\n", "unknown variant `etcd`"),
     ];
