@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub close_linger: Duration,
     /// The gate's server id, put in every session.
     pub server_id: String,
+    /// What a bind does when its user is online on another session (on this gate or another,
+    /// as the session store knows it). Default: kick the older session.
+    pub duplicate_login: crate::store::DuplicateLogin,
     /// Deliberate defects (feature `fault-injection`, for tests only). None by default.
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -91,6 +94,7 @@ impl Default for AgentConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             close_linger: Duration::from_secs(2),
             server_id: "gate-1".to_owned(),
+            duplicate_login: crate::store::DuplicateLogin::Kick,
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

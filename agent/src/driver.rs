@@ -9,7 +9,7 @@ use crate::read_scratch::poll_read_chunk;
 use crate::registration::Registration;
 use crate::services::{BackendError, BoxFuture, Services};
 use crate::store::queue::StoreQueue;
-use crate::store::{Bound, StoreError, StoreKind, StoreOp};
+use crate::store::{Bound, DuplicateLogin, StoreError, StoreKind, StoreOp};
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use std::future::{poll_fn, Future};
@@ -363,10 +363,14 @@ impl<P: Protocol, S> Driver<P, S> {
                 let user = op.session.user_id.clone();
                 let kind = op.kind;
                 let store = self.services.store.clone();
+                let policy = self.conn.config().duplicate_login;
                 work.running = Some(Box::pin(async move {
                     // The store is called in here: a panic in the call, not only in its
                     // future, is caught.
-                    let fut = AssertUnwindSafe(async move { crate::store::run(&*store, op).await });
+                    let fut =
+                        AssertUnwindSafe(
+                            async move { crate::store::run(&*store, op, policy).await },
+                        );
                     let result = match tokio::time::timeout(limit, fut.catch_unwind()).await {
                         Err(_) => Err(StoreError::Timeout(limit)),
                         Ok(Err(_panic)) => {
@@ -385,11 +389,36 @@ impl<P: Protocol, S> Driver<P, S> {
             progressed = true;
             self.registration.store_result(kind, &result);
             if let (Ok(Some(bound)), Some(user)) = (result, user) {
-                if self.conn.restore_settings(&user, bound.restored) > 0 {
-                    if let Some(s) = self.conn.session() {
-                        self.registration.update(s.clone());
-                    }
-                }
+                self.bound(&user, bound);
+            }
+        }
+    }
+}
+
+impl<P: Protocol, S> Driver<P, S> {
+    /// Acts on what the store did for a bind of `user`: restores settings, closes this session
+    /// when the store refused it (duplicate login, `refuse`), or has the older session kicked
+    /// (`kick`).
+    fn bound(&mut self, user: &str, bound: Bound) {
+        let bound_here = self
+            .conn
+            .session()
+            .is_some_and(|s| s.user_id.as_deref() == Some(user));
+        if !bound_here {
+            return; // unbound or rebound since: a later bind decides
+        }
+        if bound.refused {
+            self.conn.kick(now(), crate::store::ALREADY_ONLINE);
+            return;
+        }
+        if let Some(previous) = bound.previous {
+            if self.conn.config().duplicate_login == DuplicateLogin::Kick {
+                self.registration.kick_elsewhere(previous);
+            }
+        }
+        if self.conn.restore_settings(user, bound.restored) > 0 {
+            if let Some(s) = self.conn.session() {
+                self.registration.update(s.clone());
             }
         }
     }
@@ -424,5 +453,6 @@ pub fn apply<P: Protocol>(conn: &mut Connection<P>, cmd: Command) {
         Command::Logout => {
             conn.logout();
         }
+        Command::StoreAgain => conn.store_again(),
     }
 }

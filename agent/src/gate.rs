@@ -5,11 +5,14 @@ use crate::auth::Authenticator;
 use crate::config::{AgentConfig, AgentConfigError};
 use crate::connection::{ConnInfo, Connection, Counters};
 use crate::driver;
+use crate::groups::Groups;
 use crate::handle::{AgentHandle, Command, Commands, HandleError};
 use crate::protocol::Protocol;
 use crate::registration::Registration;
+use crate::remote_gates::RemoteGates;
 use crate::services::{BoxFuture, Services};
 use crate::session::{random_session_id, Session};
+use crate::store::Location;
 use crate::transport::{Transport, TransportError};
 use bytes::{Bytes, BytesMut};
 use gatekit_codec::{Close, CloseCode, NativeCodec, Packet, Text, Topic};
@@ -141,6 +144,8 @@ pub(crate) struct GateShared {
     pub(crate) services: Services,
     factory: Arc<dyn AgentFactory>,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    remote_gates: Arc<dyn RemoteGates>,
+    groups: Groups,
     max_connections: usize,
     sessions: Mutex<HashMap<String, AgentHandle>>,
     conns: Mutex<HashMap<u64, (AgentHandle, Option<AbortHandle>)>>,
@@ -172,9 +177,43 @@ impl GateShared {
     }
 
     pub(crate) fn unregister(&self, session_id: &str) {
-        let mut sessions = self.sessions.lock().expect("sessions lock");
-        sessions.remove(session_id);
-        shrink_if_sparse(&mut sessions);
+        {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            sessions.remove(session_id);
+            shrink_if_sparse(&mut sessions);
+        }
+        self.groups.forget(session_id);
+    }
+
+    /// Closes the user's older session at `at` (a duplicate login, policy `kick`): here if it
+    /// is on this gate, else through the remote gates. Failures are logged.
+    pub(crate) fn kick_elsewhere(&self, at: Location) {
+        let reason = crate::store::LOGGED_IN_ELSEWHERE;
+        if at.gate == self.config.server_id {
+            let handle = self
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .get(&at.session_id)
+                .cloned();
+            match handle {
+                Some(h) => {
+                    if h.command(Command::Kick(reason.to_owned())).is_err() {
+                        tracing::debug!(session = %at.session_id, "duplicate login: the older session was already closing");
+                    }
+                }
+                None => {
+                    tracing::debug!(session = %at.session_id, "duplicate login: the older session has already ended")
+                }
+            }
+            return;
+        }
+        let kick = self.remote_gates.kick(&at, reason);
+        tokio::spawn(async move {
+            if let Err(why) = kick.await {
+                tracing::warn!(gate = %at.gate, session = %at.session_id, "duplicate login: the older session was not kicked: {why}");
+            }
+        });
     }
 
     pub(crate) fn connection_ended(&self, conn_id: u64) {
@@ -270,6 +309,7 @@ pub struct GateBuilder {
     factory: Arc<dyn AgentFactory>,
     max_connections: usize,
     authenticator: Option<Arc<dyn Authenticator>>,
+    remote_gates: Arc<dyn RemoteGates>,
 }
 
 impl GateBuilder {
@@ -295,6 +335,13 @@ impl GateBuilder {
     /// none (every well-formed handshake is welcome).
     pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// How this gate reaches the other gates of its cluster (to kick a user's older session on
+    /// another gate at a duplicate login). Default: [`NoRemoteGates`](crate::NoRemoteGates).
+    pub fn remote_gates(mut self, remote: Arc<dyn RemoteGates>) -> Self {
+        self.remote_gates = remote;
         self
     }
 
@@ -327,6 +374,8 @@ impl GateBuilder {
                 services: self.services,
                 factory: self.factory,
                 authenticator: self.authenticator,
+                remote_gates: self.remote_gates,
+                groups: Groups::default(),
                 max_connections: self.max_connections,
                 sessions: Mutex::default(),
                 conns: Mutex::default(),
@@ -375,6 +424,7 @@ impl Gate {
             factory: Arc::new(NativeAgent),
             max_connections: 100_000,
             authenticator: None,
+            remote_gates: Arc::new(crate::remote_gates::NoRemoteGates),
         }
     }
 
@@ -682,6 +732,61 @@ impl Gate {
         value: impl Into<String>,
     ) -> Result<(), HandleError> {
         self.with_agent(session_id, Command::Set(key.into(), value.into()))
+    }
+
+    /// Adds a session to a group of this gate (pomelo's channel); `Ok(false)` if it was a member.
+    /// It leaves every group when it ends.
+    pub fn join(&self, session_id: &str, group: &str) -> Result<bool, HandleError> {
+        // Under the sessions lock: a session that ends now is forgotten after this.
+        let sessions = self.shared.sessions.lock().expect("sessions lock");
+        if !sessions.contains_key(session_id) {
+            return Err(HandleError::NoSuchSession);
+        }
+        Ok(self.shared.groups.join(session_id, group))
+    }
+
+    /// Removes a session from a group; false if it was not a member.
+    pub fn leave(&self, session_id: &str, group: &str) -> bool {
+        self.shared.groups.leave(session_id, group)
+    }
+
+    /// The sessions of a group on this gate.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        self.shared.groups.members(group)
+    }
+
+    /// Has every session bound to a user stored again (the store lost them: Redis restarted);
+    /// returns how many sessions were asked.
+    pub fn store_sessions_again(&self) -> usize {
+        let handles: Vec<AgentHandle> = self
+            .shared
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect();
+        handles
+            .iter()
+            .filter(|h| h.session().is_some_and(|s| s.is_bound()))
+            .filter(|h| h.command(Command::StoreAgain).is_ok())
+            .count()
+    }
+
+    /// How many groups have members on this gate.
+    pub fn group_count(&self) -> usize {
+        self.shared.groups.count()
+    }
+
+    /// Pushes a message to every member of a group on this gate; returns how many accepted it.
+    pub fn send_to_group(&self, group: &str, topic: Topic, body: impl Into<Bytes>) -> usize {
+        let body = body.into();
+        self.shared
+            .groups
+            .members(group)
+            .iter()
+            .filter(|sid| self.push(sid, topic.clone(), body.clone()).is_ok())
+            .count()
     }
 
     /// Pushes a message to every session; returns how many accepted it.

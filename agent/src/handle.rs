@@ -30,6 +30,8 @@ pub enum Command {
     Remove(String),
     /// Log the user out: unbind it and have the store forget its session (mqant's `Delete`).
     Logout,
+    /// Store the bound session again (the store lost it: Redis restarted), as a settings write.
+    StoreAgain,
 }
 
 /// Why a command could not be delivered.

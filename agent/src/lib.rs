@@ -30,6 +30,7 @@ pub mod driver;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gate;
+mod groups;
 pub mod handle;
 pub mod mqtt;
 pub mod native;
@@ -37,6 +38,7 @@ pub mod pomelo;
 pub mod protocol;
 mod read_scratch;
 pub mod registration;
+pub mod remote_gates;
 pub mod services;
 pub mod session;
 pub mod store;
@@ -59,10 +61,11 @@ pub use native::Native;
 pub use pomelo::Pomelo;
 pub use protocol::Protocol;
 pub use registration::Registration;
+pub use remote_gates::{NoRemoteGates, RemoteGates};
 pub use services::{Backend, BackendError, Backends, BoxFuture, Learner, NoLearner, Services};
 pub use session::Session;
 pub use store::{
-    Bound, Location, MemoryStore, NoStore, SessionStore, StoreError, StoreFuture, StoreKind,
-    StoreOp, StoredSession,
+    Bound, DuplicateLogin, Location, MemoryStore, NoStore, SessionStore, StoreError, StoreFuture,
+    StoreKind, StoreOp, StoredSession,
 };
 pub use transport::{Layered, Tls, Transport, TransportError, WebSocket, WebSocketConfig};

@@ -68,6 +68,11 @@ impl Registration {
         self.gate.store_result(kind, result);
     }
 
+    /// Has the user's older session at `at` kicked (duplicate login, policy `kick`).
+    pub(crate) fn kick_elsewhere(&self, at: crate::store::Location) {
+        self.gate.kick_elsewhere(at);
+    }
+
     /// Updates the session snapshot (after bind, settings...).
     pub fn update(&mut self, session: Arc<Session>) {
         if self.session.is_some() {

@@ -139,7 +139,7 @@ struct Stuck {
 }
 
 impl SessionStore for Stuck {
-    fn bind(&self, _: Arc<Session>) -> StoreFuture<Bound> {
+    fn bind(&self, _: Arc<Session>, _: DuplicateLogin) -> StoreFuture<Bound> {
         self.started.fetch_add(1, Ordering::Relaxed);
         Box::pin(std::future::pending())
     }
@@ -198,7 +198,7 @@ async fn a_store_that_never_answers_holds_no_packet_back_and_each_wait_is_bounde
 struct Down;
 
 impl SessionStore for Down {
-    fn bind(&self, _: Arc<Session>) -> StoreFuture<Bound> {
+    fn bind(&self, _: Arc<Session>, _: DuplicateLogin) -> StoreFuture<Bound> {
         Box::pin(std::future::ready(Err(StoreError::Unavailable(
             "down".into(),
         ))))

@@ -30,6 +30,7 @@ pub mod nats_echo;
 pub use gatekit_server::listen;
 pub use gatekit_server::listener_transport;
 pub mod procfs;
+pub mod recorded_store;
 pub mod recorder;
 pub mod report;
 pub mod rtt;

@@ -232,7 +232,14 @@ pub async fn serve(
         } else {
             std::collections::HashMap::new()
         },
-        store: Some(store),
+        // The configured store (`[store]`) stays the gate's; the harness watches its heartbeats.
+        store: None,
+        wrap_store: Some(Arc::new(move |inner| {
+            Arc::new(crate::recorded_store::RecordedStore::new(
+                inner,
+                store.clone(),
+            )) as Arc<dyn SessionStore>
+        })),
         learner: Some(learner),
         #[cfg(feature = "fault-injection")]
         faults: opts.faults.clone(),

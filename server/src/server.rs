@@ -54,14 +54,20 @@ pub struct Extras {
     /// Rust back ends by module name (`[backends.modules] name = "rust"`, or any module the file
     /// does not name).
     pub backends: HashMap<String, Arc<dyn Backend>>,
-    /// The session store (default: none).
+    /// The session store, instead of `[store]`'s (default: none, `[store]` decides).
     pub store: Option<Arc<dyn SessionStore>>,
+    /// Wraps the session store (`[store]`'s or `store`), e.g. to record what the gate asks of
+    /// it: the gate uses what this returns.
+    pub wrap_store: Option<StoreWrapper>,
     /// The learner (default: none).
     pub learner: Option<Arc<dyn Learner>>,
     /// Defects injected into the agent (tests of the harness only).
     #[cfg(feature = "fault-injection")]
     pub faults: gatekit_agent::Faults,
 }
+
+/// A function wrapping the session store ([`Extras::wrap_store`]).
+pub type StoreWrapper = Arc<dyn Fn(Arc<dyn SessionStore>) -> Arc<dyn SessionStore> + Send + Sync>;
 
 /// A gate server, not yet started.
 pub struct Server {
@@ -128,8 +134,8 @@ impl Server {
         });
         let mut backends =
             crate::routing::backends(&config.backends, &extras.backends, nats_backend)?;
-        let mut store = match extras.store {
-            Some(store) => store,
+        let (mut store, redis) = match extras.store {
+            Some(store) => (store, None),
             None => config
                 .store
                 .build()
@@ -140,6 +146,9 @@ impl Server {
                     message: e.to_string(),
                 })?,
         };
+        if let Some(wrap) = extras.wrap_store {
+            store = wrap(store);
+        }
         let mut learner = extras.learner.unwrap_or_else(|| Arc::new(NoLearner));
         let metrics = config.metrics.addr.map(|_| Metrics::new(&gate_id));
         if let Some(m) = &metrics {
@@ -148,14 +157,20 @@ impl Server {
             learner = m.learner(learner);
         }
         let authenticator = crate::auth::from_config(&config, nats.as_ref())?;
-        let gate = Gate::builder()
+        let mut gate = Gate::builder()
             .config(agent_config.clone())
             .services(Services {
                 backends,
-                store,
+                store: store.clone(),
                 learner,
             })
             .max_connections(config.gate.max_connections);
+        if let Some(client) = &nats {
+            gate = gate.remote_gates(Arc::new(crate::nats::directory::NatsRemoteGates::new(
+                client.clone(),
+                &config.nats.prefix,
+            )));
+        }
         let gate = match authenticator {
             Some(a) => gate.authenticator(a),
             None => gate,
@@ -222,6 +237,32 @@ impl Server {
                 )
                 .await?,
             );
+            tasks.push(
+                crate::nats::directory::serve(
+                    client.clone(),
+                    &config.nats.prefix,
+                    &gate_id,
+                    gate.clone(),
+                    store.clone(),
+                )
+                .await?,
+            );
+        }
+        if let Some(redis) = &redis {
+            // The first beat before the first client: a login here sees this gate alive.
+            match redis.beat_gate(&gate_id).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(gate = %gate_id, error = %e, "cannot mark this gate alive in Redis yet")
+                }
+            }
+            tasks.push(crate::store::liveness::spawn(
+                redis.clone(),
+                gate_id.clone(),
+                gate.clone(),
+                nats.clone(),
+                config.store.gate_ttl.0,
+            ));
         }
         let accepts = sockets
             .into_iter()
@@ -242,6 +283,7 @@ impl Server {
             metrics_addr,
             metrics,
             nats,
+            redis,
             config,
             accepts,
             tasks,
@@ -256,6 +298,7 @@ pub struct Running {
     metrics_addr: Option<SocketAddr>,
     metrics: Option<Arc<Metrics>>,
     nats: Option<async_nats::Client>,
+    redis: Option<crate::store::redis::RedisStore>,
     config: ServerConfig,
     accepts: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -335,6 +378,12 @@ impl Running {
         }
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(redis) = &self.redis {
+            // Its sessions have ended (and told the store): the gate is no longer alive.
+            if let Err(e) = redis.forget_gate(&self.config.gate.id).await {
+                tracing::debug!(error = %e, "gate liveness key not removed");
+            }
         }
         if let Some(client) = &self.nats {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await;

@@ -9,7 +9,7 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use gatekit_agent::{Location, Session, SessionStore, StoreError, StoredSession};
+use gatekit_agent::{DuplicateLogin, Location, Session, SessionStore, StoreError, StoredSession};
 use gatekit_server::store::redis::{RedisStore, RedisStoreConfig, RedisStoreError};
 use redis::aio::MultiplexedConnection;
 use redis_server::{free_port, peer_ready, RedisServer};
@@ -48,6 +48,7 @@ fn config(url: &str, ttl: Duration, grace: Duration) -> RedisStoreConfig {
         ttl,
         grace,
         connect_timeout: Duration::from_millis(500),
+        gate_ttl: None,
     }
 }
 
@@ -141,7 +142,13 @@ async fn bind_restores_what_the_session_lacks_and_disconnect_keeps_it_for_the_gr
         let store = store(&redis.url(), Duration::from_secs(30), grace).await;
         let mut c = raw(&redis.url()).await;
         let first = session("s1", "g1", "alice", &[("room", "lobby"), ("level", "3")]);
-        assert_eq!(store.bind(first.clone()).await.unwrap(), Default::default());
+        assert_eq!(
+            store
+                .bind(first.clone(), DuplicateLogin::Kick)
+                .await
+                .unwrap(),
+            Default::default()
+        );
         store.disconnect(first).await.unwrap();
         let stored = store.query("alice").await.unwrap().unwrap();
         assert_eq!(stored.location, None);
@@ -150,7 +157,10 @@ async fn bind_restores_what_the_session_lacks_and_disconnect_keeps_it_for_the_gr
         assert!(left > 0 && left <= 1000, "expires within the grace: {left}");
         // A reconnect (on another gate, here) within the grace: its own keys win.
         let second = session("s2", "g2", "alice", &[("room", "arena")]);
-        let bound = store.bind(second.clone()).await.unwrap();
+        let bound = store
+            .bind(second.clone(), DuplicateLogin::Kick)
+            .await
+            .unwrap();
         assert_eq!(bound.restored, map(&[("level", "3")]));
         assert_eq!(bound.previous, None, "offline before: no previous location");
         let stored = store.query("alice").await.unwrap().unwrap();
@@ -175,7 +185,7 @@ async fn online_entries_expire_without_heartbeats() {
         let store = store(&redis.url(), ttl, Duration::from_secs(10)).await;
         let mut c = raw(&redis.url()).await;
         let s = session("s1", "g1", "bob", &[]);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         store.heartbeat(s.clone()).await.unwrap();
         let left = pttl(&mut c, "gatekit:session:bob").await;
@@ -207,8 +217,8 @@ async fn a_newer_login_keeps_the_location_from_the_older_session() {
         let mut c = raw(&redis.url()).await;
         let old = session("s1", "g1", "carol", &[("room", "lobby")]);
         let new = session("s2", "g2", "carol", &[]);
-        store.bind(old.clone()).await.unwrap();
-        let bound = store.bind(new.clone()).await.unwrap();
+        store.bind(old.clone(), DuplicateLogin::Kick).await.unwrap();
+        let bound = store.bind(new.clone(), DuplicateLogin::Kick).await.unwrap();
         assert_eq!(bound.previous, Some(location(&old)));
         assert_eq!(bound.restored, map(&[("room", "lobby")]));
         // The old session's late writes and its end do not take the user back.
@@ -252,7 +262,7 @@ async fn a_disconnected_user_is_deleted_by_any_session() {
     bounded(async {
         let store = default_store(&redis.url()).await;
         let s = session("s1", "g1", "erin", &[("k", "v")]);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         store.disconnect(s).await.unwrap();
         // Offline: a late delete of another session forgets it (MemoryStore's rule).
         store
@@ -280,7 +290,10 @@ async fn unbound_sessions_are_not_stored() {
         let mut s = Session::new("s1", "tcp", "p", "g");
         s.settings.insert("k".into(), "v".into());
         let s = Arc::new(s);
-        assert_eq!(store.bind(s.clone()).await.unwrap(), Default::default());
+        assert_eq!(
+            store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap(),
+            Default::default()
+        );
         store.storage(s.clone()).await.unwrap();
         store.heartbeat(s.clone()).await.unwrap();
         store.disconnect(s.clone()).await.unwrap();
@@ -303,7 +316,7 @@ async fn the_value_in_redis_is_the_documented_json() {
         let mut c = raw(&redis.url()).await;
         assert_eq!(store.key("alice"), "gatekit:session:alice");
         let s = session("9f00", "gate-1", "alice", &[("room", "lobby")]);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         let json = get(&mut c, "gatekit:session:alice").await.unwrap();
         assert_eq!(
             json,
@@ -319,7 +332,7 @@ async fn the_value_in_redis_is_the_documented_json() {
         // Written by the scripts' JSON encoder (a merge, a kept location, a disconnect): the
         // same document, fields in any order.
         let s2 = session("a/b", "gate-2", "alice", &[("level", "3"), ("é", "\"x\"")]);
-        store.bind(s2.clone()).await.unwrap();
+        store.bind(s2.clone(), DuplicateLogin::Kick).await.unwrap();
         let json = get(&mut c, "gatekit:session:alice").await.unwrap();
         let stored = StoredSession::from_json(json.as_bytes()).unwrap();
         assert_eq!(
@@ -343,7 +356,7 @@ async fn the_value_in_redis_is_the_documented_json() {
         assert_eq!(stored.settings, map(&[("room", "lobby")]));
         // An empty settings map stays an object.
         let empty = session("s3", "gate-3", "zed", &[]);
-        store.bind(empty.clone()).await.unwrap();
+        store.bind(empty.clone(), DuplicateLogin::Kick).await.unwrap();
         store.disconnect(empty).await.unwrap();
         let json = get(&mut c, "gatekit:session:zed").await.unwrap();
         assert!(StoredSession::from_json(json.as_bytes()).is_ok(), "{json}");
@@ -356,7 +369,7 @@ async fn the_value_in_redis_is_the_documented_json() {
         .await
         .unwrap();
         assert_eq!(other.key("bob"), "cluster-b:session:bob");
-        other.bind(session("s", "g", "bob", &[])).await.unwrap();
+        other.bind(session("s", "g", "bob", &[]), DuplicateLogin::Kick).await.unwrap();
         assert!(get(&mut c, "cluster-b:session:bob").await.is_some());
     })
     .await
@@ -371,7 +384,7 @@ async fn a_heartbeat_after_redis_lost_the_key_writes_it_again() {
         let store = default_store(&redis.url()).await;
         let mut c = raw(&redis.url()).await;
         let s = session("s1", "g1", "frank", &[("room", "lobby")]);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         store.heartbeat(s.clone()).await.unwrap();
         // What a restarted Redis looks like: no keys, no scripts.
         exec(&mut c, &["FLUSHALL"]).await;
@@ -410,7 +423,7 @@ async fn corrupt_values_are_reported_and_replaced() {
         assert_corrupt(store.query("dave").await, "dave", "expected");
         // The bind reports it, and overwrites it with the session.
         assert_corrupt(
-            store.bind(s.clone()).await,
+            store.bind(s.clone(), DuplicateLogin::Kick).await,
             "dave",
             "overwritten by the bind",
         );
@@ -426,7 +439,11 @@ async fn corrupt_values_are_reported_and_replaced() {
             r#"{"v":2,"user_id":"dave","settings":{"secret":"x"}}"#,
         )
         .await;
-        assert_corrupt(store.bind(s.clone()).await, "dave", "version 2");
+        assert_corrupt(
+            store.bind(s.clone(), DuplicateLogin::Kick).await,
+            "dave",
+            "version 2",
+        );
         assert_eq!(
             store.query("dave").await.unwrap().unwrap().settings,
             s.settings
@@ -437,7 +454,11 @@ async fn corrupt_values_are_reported_and_replaced() {
             r#"{"v":1,"user_id":"dave","settings":{"n":3}}"#,
         )
         .await;
-        assert_corrupt(store.bind(s.clone()).await, "dave", "overwritten");
+        assert_corrupt(
+            store.bind(s.clone(), DuplicateLogin::Kick).await,
+            "dave",
+            "overwritten",
+        );
         assert_eq!(
             store.query("dave").await.unwrap().unwrap().settings,
             s.settings
@@ -476,7 +497,7 @@ async fn corrupt_values_are_reported_and_replaced() {
             r#"{"v":1,"user_id":"dave","settings":{"k":"v"},"gate":3,"session_id":"x"}"#,
         )
         .await;
-        let bound = store.bind(s.clone()).await.unwrap();
+        let bound = store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         assert_eq!(bound.previous, None);
         assert_eq!(bound.restored, map(&[("k", "v")]));
         assert_eq!(
@@ -488,7 +509,11 @@ async fn corrupt_values_are_reported_and_replaced() {
         exec(&mut c, &["DEL", &key]).await;
         exec(&mut c, &["HSET", &key, "f", "v"]).await;
         assert_corrupt(store.query("dave").await, "dave", "another redis type");
-        assert_corrupt(store.bind(s.clone()).await, "dave", "redis hash");
+        assert_corrupt(
+            store.bind(s.clone(), DuplicateLogin::Kick).await,
+            "dave",
+            "redis hash",
+        );
         assert!(store.query("dave").await.unwrap().unwrap().is_at(&s));
     })
     .await
@@ -515,7 +540,12 @@ async fn every_op(
             out.push(r);
         }};
     }
-    timed!(async { store.bind(s.clone()).await.map(|_| ()) });
+    timed!(async {
+        store
+            .bind(s.clone(), DuplicateLogin::Kick)
+            .await
+            .map(|_| ())
+    });
     timed!(store.storage(s.clone()));
     timed!(store.heartbeat(s.clone()));
     timed!(async { store.query("gina").await.map(|_| ()) });
@@ -562,7 +592,7 @@ async fn operations_fail_fast_while_redis_is_gone_and_succeed_when_it_is_back() 
         }
         redis.restart().expect("redis restarts on its port");
         let back = eventually(Duration::from_secs(10), || async {
-            store.bind(s.clone()).await.is_ok()
+            store.bind(s.clone(), DuplicateLogin::Kick).await.is_ok()
         })
         .await;
         assert!(back, "the store reconnected");
@@ -671,8 +701,8 @@ async fn two_gates_binding_one_user_at_once_see_each_other_once() {
             let a = session(&format!("a{round}"), "gate-a", "ivy", &[("from", "a")]);
             let b = session(&format!("b{round}"), "gate-b", "ivy", &[("from", "b")]);
             let (bound_a, bound_b) = tokio::join!(
-                tokio::spawn(gate_a.bind(a.clone())),
-                tokio::spawn(gate_b.bind(b.clone()))
+                tokio::spawn(gate_a.bind(a.clone(), DuplicateLogin::Kick)),
+                tokio::spawn(gate_b.bind(b.clone(), DuplicateLogin::Kick))
             );
             let (bound_a, bound_b) = (bound_a.unwrap().unwrap(), bound_b.unwrap().unwrap());
             let stored = gate_a.query("ivy").await.unwrap().unwrap();
@@ -713,7 +743,7 @@ async fn redis_ops_counts_one_per_operation() {
             assert_eq!(now - before, 1, "{what}");
             before = now;
         };
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         one("bind");
         store.storage(s.clone()).await.unwrap();
         one("storage");

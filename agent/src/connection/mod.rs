@@ -541,6 +541,12 @@ impl<P: Protocol> Connection<P> {
         added
     }
 
+    /// Asks the store to write the bound session again ([`StoreKind::Storage`]): the store lost
+    /// it (Redis restarted) and the gate rebuilds it from its live sessions. Nothing if unbound.
+    pub fn store_again(&mut self) {
+        self.store_current(StoreKind::Storage);
+    }
+
     /// The session, if it is bound to a user id.
     fn bound_session(&self) -> Option<Arc<Session>> {
         self.session.clone().filter(|s| s.is_bound())

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 use super::Location;
-use super::{Bound, SessionStore, StoreFuture, StoredSession};
+use super::{Bound, DuplicateLogin, SessionStore, StoreFuture, StoredSession};
 use crate::session::Session;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -110,7 +110,7 @@ impl Default for MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
-    fn bind(&self, session: Arc<Session>) -> StoreFuture<Bound> {
+    fn bind(&self, session: Arc<Session>, policy: DuplicateLogin) -> StoreFuture<Bound> {
         let Some(mut fresh) = StoredSession::of(&session) else {
             return Box::pin(std::future::ready(Ok(Bound::default())));
         };
@@ -118,8 +118,12 @@ impl SessionStore for MemoryStore {
         self.with(move |inner, now| {
             let mut bound = Bound::default();
             if let Some((old, _)) = inner.get(&fresh.user_id, now) {
-                bound.restored = old.restored_for(&session);
                 bound.previous = old.location.clone().filter(|_| !old.is_at(&session));
+                if policy == DuplicateLogin::Refuse && bound.previous.is_some() {
+                    bound.refused = true;
+                    return bound;
+                }
+                bound.restored = old.restored_for(&session);
                 fresh.settings.extend(bound.restored.clone());
             }
             inner
@@ -196,14 +200,23 @@ mod tests {
     async fn bind_restores_what_the_session_lacks_and_disconnect_keeps_it_for_the_grace() {
         let store = MemoryStore::new(Duration::from_secs(30), Duration::from_secs(10));
         let first = session("s1", "g1", "alice", &[("room", "lobby"), ("level", "3")]);
-        assert_eq!(store.bind(first.clone()).await.unwrap(), Bound::default());
+        assert_eq!(
+            store
+                .bind(first.clone(), DuplicateLogin::Kick)
+                .await
+                .unwrap(),
+            Bound::default()
+        );
         store.disconnect(first).await.unwrap();
         let stored = store.query("alice").await.unwrap().unwrap();
         assert_eq!(stored.location, None);
         tokio::time::advance(Duration::from_secs(9)).await;
         // A reconnect (another gate, here) within the grace: its own keys win.
         let second = session("s2", "g2", "alice", &[("room", "arena")]);
-        let bound = store.bind(second.clone()).await.unwrap();
+        let bound = store
+            .bind(second.clone(), DuplicateLogin::Kick)
+            .await
+            .unwrap();
         assert_eq!(bound.restored, map(&[("level", "3")]));
         assert_eq!(bound.previous, None, "offline before: no previous location");
         let stored = store.query("alice").await.unwrap().unwrap();
@@ -218,7 +231,7 @@ mod tests {
     async fn online_entries_expire_without_heartbeats() {
         let store = MemoryStore::new(Duration::from_secs(30), Duration::from_secs(10));
         let s = session("s1", "g1", "bob", &[]);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         tokio::time::advance(Duration::from_secs(29)).await;
         store.heartbeat(s.clone()).await.unwrap();
         tokio::time::advance(Duration::from_secs(29)).await;
@@ -234,12 +247,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn refuse_leaves_an_online_user_where_it_is_and_binds_an_offline_one() {
+        let store = MemoryStore::default();
+        let old = session("s1", "g1", "dave", &[("room", "a")]);
+        let new = session("s2", "g2", "dave", &[]);
+        store
+            .bind(old.clone(), DuplicateLogin::Refuse)
+            .await
+            .unwrap();
+        let bound = store
+            .bind(new.clone(), DuplicateLogin::Refuse)
+            .await
+            .unwrap();
+        assert!(bound.refused);
+        assert!(
+            bound.restored.is_empty(),
+            "nothing restored to a refused session"
+        );
+        assert!(store.query("dave").await.unwrap().unwrap().is_at(&old));
+        store.disconnect(old).await.unwrap();
+        let bound = store
+            .bind(new.clone(), DuplicateLogin::Refuse)
+            .await
+            .unwrap();
+        assert!(!bound.refused);
+        assert_eq!(bound.restored, map(&[("room", "a")]));
+        assert!(store.query("dave").await.unwrap().unwrap().is_at(&new));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_newer_login_keeps_the_location_from_the_older_session() {
         let store = MemoryStore::default();
         let old = session("s1", "g1", "carol", &[]);
         let new = session("s2", "g2", "carol", &[]);
-        store.bind(old.clone()).await.unwrap();
-        let bound = store.bind(new.clone()).await.unwrap();
+        store.bind(old.clone(), DuplicateLogin::Kick).await.unwrap();
+        let bound = store.bind(new.clone(), DuplicateLogin::Kick).await.unwrap();
         assert_eq!(
             bound.previous,
             Some(Location {
@@ -263,7 +305,10 @@ mod tests {
         let store = MemoryStore::new(Duration::from_secs(1), Duration::from_secs(1));
         for i in 0..1000 {
             store
-                .bind(session(&format!("s{i}"), "g", &format!("u{i}"), &[]))
+                .bind(
+                    session(&format!("s{i}"), "g", &format!("u{i}"), &[]),
+                    DuplicateLogin::Kick,
+                )
                 .await
                 .unwrap();
         }
@@ -280,7 +325,7 @@ mod tests {
         let mut s = Session::new("s1", "tcp", "p", "g");
         s.settings.insert("k".into(), "v".into());
         let s = Arc::new(s);
-        store.bind(s.clone()).await.unwrap();
+        store.bind(s.clone(), DuplicateLogin::Kick).await.unwrap();
         store.storage(s.clone()).await.unwrap();
         store.heartbeat(s).await.unwrap();
         assert!(store.is_empty());

@@ -42,14 +42,67 @@ pub enum StoreError {
     },
 }
 
+/// What a gate does when a session binds a user who is online on another session (on this gate
+/// or another): [`AgentConfig::duplicate_login`](crate::AgentConfig::duplicate_login).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateLogin {
+    /// The new session binds and the old one is closed with CLOSE `kicked`, reason
+    /// [`LOGGED_IN_ELSEWHERE`] (the default).
+    #[default]
+    Kick,
+    /// The new session is not stored as the user's and is closed with CLOSE `kicked`, reason
+    /// [`ALREADY_ONLINE`]; the old one goes on.
+    Refuse,
+    /// Both stay; the user's location is the newer session.
+    Allow,
+}
+
+impl DuplicateLogin {
+    /// Its name in configuration files: `kick`, `refuse`, `allow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DuplicateLogin::Kick => "kick",
+            DuplicateLogin::Refuse => "refuse",
+            DuplicateLogin::Allow => "allow",
+        }
+    }
+}
+
+impl std::str::FromStr for DuplicateLogin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kick" => Ok(DuplicateLogin::Kick),
+            "refuse" => Ok(DuplicateLogin::Refuse),
+            "allow" => Ok(DuplicateLogin::Allow),
+            other => Err(format!(
+                "duplicate login policy {other:?}: expected kick, refuse or allow"
+            )),
+        }
+    }
+}
+
+/// The CLOSE reason an older session gets when its user logs in elsewhere ([`DuplicateLogin::Kick`]).
+pub const LOGGED_IN_ELSEWHERE: &str = "logged in elsewhere";
+
+/// The CLOSE reason a new session gets when its user is online elsewhere ([`DuplicateLogin::Refuse`]).
+pub const ALREADY_ONLINE: &str = "already logged in elsewhere";
+
 /// What [`SessionStore::bind`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bound {
     /// Settings stored for the user that the session did not have: the connection adds them to
     /// its session (the session's own keys win, as in mqant's Bind).
     pub restored: BTreeMap<String, String>,
-    /// Where the user was online before this bind, if on another session.
+    /// Where the user was online before this bind, if on another session that the store
+    /// believes live (a session of a gate the store knows has died is not reported).
     pub previous: Option<Location>,
+    /// The store did not bind: the policy was [`DuplicateLogin::Refuse`] and the user is online
+    /// at `previous`. Nothing was written.
+    pub refused: bool,
 }
 
 /// The store operations, named as in mqant's `StorageHandler` and gate.
@@ -117,8 +170,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session was bound to its user id (mqant's Bind): read the user's stored session, merge
     /// its settings into the session's (the session's own keys win), store the result with the
     /// session as the user's location, and say what was restored and where the user was.
-    fn bind(&self, session: Arc<Session>) -> StoreFuture<Bound> {
-        let _ = session;
+    ///
+    /// With [`DuplicateLogin::Refuse`], a user online on another (live) session is not bound:
+    /// nothing is written and [`Bound::refused`] is set. The check and the write are one atomic
+    /// step, so of two sessions binding the same user at once exactly one is bound.
+    fn bind(&self, session: Arc<Session>, policy: DuplicateLogin) -> StoreFuture<Bound> {
+        let _ = (session, policy);
         ready(Ok(Bound::default()))
     }
 
@@ -166,10 +223,14 @@ fn ready<T: Send + 'static>(v: Result<T, StoreError>) -> StoreFuture<T> {
 }
 
 /// Runs one operation on `store`.
-pub(crate) fn run(store: &dyn SessionStore, op: StoreOp) -> StoreFuture<Option<Bound>> {
+pub(crate) fn run(
+    store: &dyn SessionStore,
+    op: StoreOp,
+    policy: DuplicateLogin,
+) -> StoreFuture<Option<Bound>> {
     match op.kind {
         StoreKind::Bind => {
-            let f = store.bind(op.session);
+            let f = store.bind(op.session, policy);
             Box::pin(async move { f.await.map(Some) })
         }
         StoreKind::Storage => unit(store.storage(op.session)),

@@ -415,6 +415,7 @@ impl ServerConfig {
             max_frame_length: l.max_frame_length,
             close_linger: l.close_linger.0,
             store_timeout: self.store.timeout.0,
+            duplicate_login: self.store.duplicate_login,
             server_id: self.gate.id.clone(),
             ..AgentConfig::default()
         }

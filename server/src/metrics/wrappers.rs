@@ -3,8 +3,8 @@
 use super::{escape_label, reason_index, Metrics, MAX_FALLBACK_MODULES, OTHER_MODULE};
 use bytes::Bytes;
 use gatekit_agent::{
-    Backend, BackendError, Backends, Bound, BoxFuture, CloseReason, Learner, Session, SessionStore,
-    StoreFuture, StoreKind, StoredSession,
+    Backend, BackendError, Backends, Bound, BoxFuture, CloseReason, DuplicateLogin, Learner,
+    Session, SessionStore, StoreFuture, StoreKind, StoredSession,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -75,8 +75,8 @@ impl CountedStore {
 }
 
 impl SessionStore for CountedStore {
-    fn bind(&self, session: Arc<Session>) -> StoreFuture<Bound> {
-        self.counted(StoreKind::Bind, self.inner.bind(session))
+    fn bind(&self, session: Arc<Session>, policy: DuplicateLogin) -> StoreFuture<Bound> {
+        self.counted(StoreKind::Bind, self.inner.bind(session, policy))
     }
 
     fn storage(&self, session: Arc<Session>) -> StoreFuture<()> {
@@ -495,7 +495,7 @@ mod tests {
     fn learner_and_store_counts() {
         struct Failing;
         impl SessionStore for Failing {
-            fn bind(&self, _: Arc<Session>) -> StoreFuture<Bound> {
+            fn bind(&self, _: Arc<Session>, _: DuplicateLogin) -> StoreFuture<Bound> {
                 Box::pin(std::future::ready(Err(
                     gatekit_agent::StoreError::Unavailable("down".into()),
                 )))
@@ -514,11 +514,11 @@ mod tests {
             .unwrap();
         let failing = m.store(Arc::new(Failing));
         for _ in 0..2 {
-            assert!(
-                futures_util::FutureExt::now_or_never(failing.bind(s.clone()))
-                    .unwrap()
-                    .is_err()
-            );
+            assert!(futures_util::FutureExt::now_or_never(
+                failing.bind(s.clone(), DuplicateLogin::Kick)
+            )
+            .unwrap()
+            .is_err());
         }
         let text = m.encode();
         let get = |s: &str| value(&text, s);

@@ -18,8 +18,8 @@ const FLUSH_WITHIN: Duration = Duration::from_secs(5);
 /// The reason of a `close` without `Gatekit-Reason`.
 pub const DEFAULT_CLOSE_REASON: &str = "kicked";
 
-/// Subscribes to `<prefix>.gate.<gate_id>.*` and `<prefix>.gates.broadcast` and answers each op
-/// on `gate`, until aborted.
+/// Subscribes to `<prefix>.gate.<gate_id>.*`, `<prefix>.gates.broadcast` and
+/// `<prefix>.groups.send` and answers each op on `gate`, until aborted.
 ///
 /// When the client is connected, the subscriptions are confirmed by the server before this
 /// returns; when it is not, they are made as soon as it connects (and again at each reconnect).
@@ -43,6 +43,11 @@ pub async fn serve(
         .subscribe(all_subject.clone())
         .await
         .map_err(|e| subscribe_error(&all_subject, &e))?;
+    let groups_subject = subject::groups_send(prefix);
+    let groups = client
+        .subscribe(groups_subject.clone())
+        .await
+        .map_err(|e| subscribe_error(&groups_subject, &e))?;
     if client.connection_state() == State::Connected {
         match tokio::time::timeout(FLUSH_WITHIN, super::round_trip(&client)).await {
             Ok(Ok(())) => {}
@@ -59,10 +64,12 @@ pub async fn serve(
         gate_id: gate_id.to_owned(),
         op_prefix: subject::gate_op(prefix, gate_id, ""),
         all_subject,
+        groups_subject,
     };
     tracing::info!(subject = %ops_subject, "gate RPC served");
     Ok(tokio::spawn(async move {
-        let mut messages = futures_util::stream::select(ops, all);
+        let mut messages =
+            futures_util::stream::select(futures_util::stream::select(ops, all), groups);
         while let Some(msg) = messages.next().await {
             let answer = rpc.handle(&msg);
             if let Some(reply) = msg.reply {
@@ -76,13 +83,13 @@ pub async fn serve(
 }
 
 /// An op's failure: its code and message.
-struct OpError {
-    code: &'static str,
-    message: String,
+pub(crate) struct OpError {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl OpError {
-    fn bad_request(message: impl Into<String>) -> OpError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> OpError {
         OpError {
             code: "bad_request",
             message: message.into(),
@@ -90,38 +97,65 @@ impl OpError {
     }
 }
 
-struct GateRpc {
-    gate: Gate,
-    gate_id: String,
+/// The gate RPC of one gate: answers ops on its sessions (also for the user directory,
+/// [`super::directory`], when a user is online here).
+pub(crate) struct GateRpc {
+    pub(crate) gate: Gate,
+    pub(crate) gate_id: String,
     /// `<prefix>.gate.<gate_id>.`
     op_prefix: String,
     all_subject: String,
+    groups_subject: String,
+}
+
+/// An op's answer as JSON: `{"ok":true,...}` or `{"ok":false,"error":<code>,"message":...}`.
+pub(crate) fn answer(result: Result<Value, OpError>) -> Value {
+    match result {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("ok".into(), Value::Bool(true));
+            Value::Object(fields)
+        }
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.code, "message": e.message}),
+    }
 }
 
 impl GateRpc {
-    /// The answer to one message.
-    fn handle(&self, msg: &Message) -> Value {
-        let subject = msg.subject.as_str();
-        let result = if subject == self.all_subject {
-            self.broadcast(msg)
-        } else {
-            match subject.strip_prefix(self.op_prefix.as_str()) {
-                Some(op) => self.op(op, msg),
-                None => Err(OpError::bad_request(format!("unknown subject {subject:?}"))),
-            }
-        };
-        match result {
-            Ok(Value::Object(mut fields)) => {
-                fields.insert("ok".into(), Value::Bool(true));
-                Value::Object(fields)
-            }
-            Ok(_) => json!({"ok": true}),
-            Err(e) => json!({"ok": false, "error": e.code, "message": e.message}),
+    /// The gate RPC of `gate` (`gate_id`), for subjects under `prefix`.
+    pub(crate) fn new(gate: Gate, prefix: &str, gate_id: &str) -> GateRpc {
+        GateRpc {
+            gate,
+            gate_id: gate_id.to_owned(),
+            op_prefix: subject::gate_op(prefix, gate_id, ""),
+            all_subject: subject::all_gates_broadcast(prefix),
+            groups_subject: subject::groups_send(prefix),
         }
     }
 
-    fn op(&self, op: &str, msg: &Message) -> Result<Value, OpError> {
+    /// The answer to one message.
+    fn handle(&self, msg: &Message) -> Value {
+        let subject = msg.subject.as_str();
         let h = msg.headers.as_ref();
+        let result = if subject == self.all_subject {
+            self.broadcast(h, &msg.payload)
+        } else if subject == self.groups_subject {
+            self.send_to_group(h, &msg.payload)
+        } else {
+            match subject.strip_prefix(self.op_prefix.as_str()) {
+                Some(op) => self.op(op, h, &msg.payload),
+                None => Err(OpError::bad_request(format!("unknown subject {subject:?}"))),
+            }
+        };
+        answer(result)
+    }
+
+    /// One op of `<prefix>.gate.<gate_id>.<op>` with its headers and payload.
+    pub(crate) fn op(
+        &self,
+        op: &str,
+        h: Option<&HeaderMap>,
+        payload: &Bytes,
+    ) -> Result<Value, OpError> {
         let done = |r: Result<(), HandleError>, session: &str| {
             r.map(|()| json!({}))
                 .map_err(|e| self.handle_error(e, session))
@@ -143,7 +177,7 @@ impl GateRpc {
             "set" => {
                 let s = required(h, headers::SESSION)?;
                 let key = required(h, headers::KEY)?;
-                let value = std::str::from_utf8(&msg.payload)
+                let value = std::str::from_utf8(payload)
                     .map_err(|_| OpError::bad_request("the payload (the value) is not UTF-8"))?;
                 done(self.gate.set(s, key, value), s)
             }
@@ -154,7 +188,7 @@ impl GateRpc {
             }
             "push" => {
                 let s = required(h, headers::SESSION)?;
-                let settings: BTreeMap<String, String> = serde_json::from_slice(&msg.payload)
+                let settings: BTreeMap<String, String> = serde_json::from_slice(payload)
                     .map_err(|e| {
                         OpError::bad_request(format!(
                             "the payload is not a JSON object of strings: {e}"
@@ -174,7 +208,7 @@ impl GateRpc {
             "send" => {
                 let s = required(h, headers::SESSION)?;
                 let topic = topic(h)?;
-                done(self.gate.push(s, topic, msg.payload.clone()), s)
+                done(self.gate.push(s, topic, payload.clone()), s)
             }
             "close" => {
                 let s = required(h, headers::SESSION)?;
@@ -186,20 +220,41 @@ impl GateRpc {
                 let connected = self.gate.agent(s).is_some_and(|a| !a.is_closed());
                 Ok(json!({ "connected": connected }))
             }
-            "broadcast" => self.broadcast(msg),
+            "join" => {
+                let s = required(h, headers::SESSION)?;
+                let group = required(h, headers::GROUP)?;
+                let joined = self
+                    .gate
+                    .join(s, group)
+                    .map_err(|e| self.handle_error(e, s))?;
+                Ok(json!({ "joined": joined }))
+            }
+            "leave" => {
+                let s = required(h, headers::SESSION)?;
+                let group = required(h, headers::GROUP)?;
+                Ok(json!({ "left": self.gate.leave(s, group) }))
+            }
+            "broadcast" => self.broadcast(h, payload),
             other => Err(OpError::bad_request(format!(
-                "unknown op {other:?} (bind, unbind, set, remove, push, send, close, is_connect, broadcast)"
+                "unknown op {other:?} (bind, unbind, logout, set, remove, push, send, close, is_connect, join, leave, broadcast)"
             ))),
         }
     }
 
-    fn broadcast(&self, msg: &Message) -> Result<Value, OpError> {
-        let topic = topic(msg.headers.as_ref())?;
-        let delivered = self.gate.broadcast(topic, msg.payload.clone());
-        Ok(json!({ "delivered": delivered }))
+    fn broadcast(&self, h: Option<&HeaderMap>, payload: &Bytes) -> Result<Value, OpError> {
+        let topic = topic(h)?;
+        let delivered = self.gate.broadcast(topic, payload.clone());
+        Ok(json!({ "gate": self.gate_id, "delivered": delivered }))
     }
 
-    fn handle_error(&self, e: HandleError, session: &str) -> OpError {
+    fn send_to_group(&self, h: Option<&HeaderMap>, payload: &Bytes) -> Result<Value, OpError> {
+        let group = required(h, headers::GROUP)?;
+        let topic = topic(h)?;
+        let delivered = self.gate.send_to_group(group, topic, payload.clone());
+        Ok(json!({ "gate": self.gate_id, "delivered": delivered }))
+    }
+
+    pub(crate) fn handle_error(&self, e: HandleError, session: &str) -> OpError {
         let (code, message) = match &e {
             HandleError::NoSuchSession => (
                 "no_such_session",
@@ -214,7 +269,7 @@ impl GateRpc {
 }
 
 /// A header the op needs, not empty.
-fn required<'a>(h: Option<&'a HeaderMap>, name: &str) -> Result<&'a str, OpError> {
+pub(crate) fn required<'a>(h: Option<&'a HeaderMap>, name: &str) -> Result<&'a str, OpError> {
     match headers::get(h, name) {
         None => Err(OpError::bad_request(format!("header {name} is missing"))),
         Some("") => Err(OpError::bad_request(format!("header {name} is empty"))),

@@ -23,6 +23,8 @@ pub const KEY: &str = "Gatekit-Key";
 pub const TOPIC: &str = "Gatekit-Topic";
 /// The reason text of a gate RPC `close`.
 pub const REASON: &str = "Gatekit-Reason";
+/// The group (`join`, `leave`, `<prefix>.groups.send`).
+pub const GROUP: &str = "Gatekit-Group";
 
 /// Values of [`STATUS`].
 pub mod status {

@@ -2,6 +2,7 @@
 //! NATS requests ([`NatsBackend`]), and the gate RPC back ends call ([`gate_rpc`]).
 
 mod backend;
+pub mod directory;
 pub mod gate_rpc;
 pub mod headers;
 pub mod subject;

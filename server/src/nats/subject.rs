@@ -57,6 +57,19 @@ pub fn all_gates_broadcast(prefix: &str) -> String {
     format!("{prefix}.gates.broadcast")
 }
 
+/// `<prefix>.groups.send`: a message to a group's members on every gate.
+pub fn groups_send(prefix: &str) -> String {
+    format!("{prefix}.groups.send")
+}
+
+/// `<prefix>.users.<op>`: an op on a user wherever it is online (any one gate answers).
+pub fn user_op(prefix: &str, op: &str) -> String {
+    format!("{prefix}.users.{op}")
+}
+
+/// The queue group every gate serves `<prefix>.users.*` in.
+pub const USERS_QUEUE: &str = "gatekit.users";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Session stores of the server (`[store]`): in memory (the embedded default), Redis
 //! ([`redis::RedisStore`], shared by every gate of a cluster), or none.
 
+pub mod liveness;
 pub mod redis;
 
 use crate::Dur;
@@ -40,6 +41,13 @@ pub struct StoreConfig {
     pub timeout: Dur,
     /// Time allowed for the first connection to Redis; the gate starts without it and retries.
     pub connect_timeout: Dur,
+    /// Redis: how long a gate's liveness key `<prefix>:gate:<gate_id>` outlives its last
+    /// refresh (every third of it). A gate killed or cut off from NATS has its users offline
+    /// to the cluster within it; at most `grace`.
+    pub gate_ttl: Dur,
+    /// A bind of a user online on another session (on any gate): `kick` the older session
+    /// (CLOSE kicked "logged in elsewhere"), `refuse` the new one, or `allow` both.
+    pub duplicate_login: gatekit_agent::DuplicateLogin,
 }
 
 impl Default for StoreConfig {
@@ -52,6 +60,8 @@ impl Default for StoreConfig {
             grace: Dur::secs(60),
             timeout: Dur::secs(2),
             connect_timeout: Dur::secs(2),
+            gate_ttl: Dur::secs(10),
+            duplicate_login: gatekit_agent::DuplicateLogin::Kick,
         }
     }
 }
@@ -79,6 +89,7 @@ impl StoreConfig {
             ("store.grace", self.grace),
             ("store.timeout", self.timeout),
             ("store.connect_timeout", self.connect_timeout),
+            ("store.gate_ttl", self.gate_ttl),
         ] {
             if d.0.is_zero() {
                 return Err((key, "must be more than 0".into()));
@@ -93,6 +104,15 @@ impl StoreConfig {
                 ),
             ));
         }
+        if self.gate_ttl.0 > self.grace.0 {
+            return Err((
+                "store.gate_ttl",
+                format!(
+                    "{} is longer than store.grace ({}): a dead gate's users would stay online past the grace",
+                    self.gate_ttl, self.grace
+                ),
+            ));
+        }
         if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
             return Err((
                 "store.prefix",
@@ -102,21 +122,26 @@ impl StoreConfig {
         Ok(())
     }
 
-    /// The store this section describes (Redis: connected, or connecting in the background).
-    pub async fn build(&self) -> Result<Arc<dyn SessionStore>, redis::RedisStoreError> {
+    /// The store this section describes (Redis: connected, or connecting in the background,
+    /// with gate liveness; the Redis store is also returned, for the gate's liveness beats).
+    pub async fn build(
+        &self,
+    ) -> Result<(Arc<dyn SessionStore>, Option<redis::RedisStore>), redis::RedisStoreError> {
         Ok(match self.kind {
-            StoreKind::None => Arc::new(NoStore),
-            StoreKind::Memory => Arc::new(MemoryStore::new(self.ttl.0, self.grace.0)),
-            StoreKind::Redis => Arc::new(
-                redis::RedisStore::connect(redis::RedisStoreConfig {
+            StoreKind::None => (Arc::new(NoStore), None),
+            StoreKind::Memory => (Arc::new(MemoryStore::new(self.ttl.0, self.grace.0)), None),
+            StoreKind::Redis => {
+                let store = redis::RedisStore::connect(redis::RedisStoreConfig {
                     url: self.url.clone().unwrap_or_default(),
                     prefix: self.prefix.clone(),
                     ttl: self.ttl.0,
                     grace: self.grace.0,
                     connect_timeout: self.connect_timeout.0,
+                    gate_ttl: Some(self.gate_ttl.0),
                 })
-                .await?,
-            ),
+                .await?;
+                (Arc::new(store.clone()), Some(store))
+            }
         })
     }
 }

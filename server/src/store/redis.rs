@@ -24,7 +24,12 @@
 //! - **disconnect**: online at the session or offline: removes the location, the settings stay
 //!   for `grace`; online on another session: nothing.
 //! - **delete**: online at the session or offline: deletes the key; else nothing.
-//! - **query**: `GET`.
+//! - **query**: reads the value; with gate liveness (`gate_ttl`), a location on a gate whose key
+//!   `<prefix>:gate:<gate_id>` has expired is removed first (the user is offline).
+//!
+//! A bind with [`DuplicateLogin::Refuse`] writes nothing when the user is online on another
+//! session (of a live gate). The scripts read the gate keys they are not given as `KEYS`: the
+//! store needs a standalone Redis (or a primary with replicas), not Redis Cluster.
 //!
 //! Sessions not bound to a user are not stored (every operation is a no-op).
 //!
@@ -44,7 +49,9 @@
 //!
 //! [`MemoryStore`]: gatekit_agent::MemoryStore
 
-use gatekit_agent::{Bound, Session, SessionStore, StoreError, StoreFuture, StoredSession};
+use gatekit_agent::{
+    Bound, DuplicateLogin, Session, SessionStore, StoreError, StoreFuture, StoredSession,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use std::fmt;
@@ -71,6 +78,12 @@ pub struct RedisStoreConfig {
     /// How long [`RedisStore::connect`] waits for Redis before it returns the store unconnected
     /// (it keeps trying in the background).
     pub connect_timeout: Duration,
+    /// Gate liveness: `Some(gate_ttl)` when every gate keeps its key `<prefix>:gate:<gate_id>`
+    /// alive ([`RedisStore::beat_gate`], which sets it to expire `gate_ttl` later). Then a user
+    /// whose location is on a gate without its key is offline: a login elsewhere does not count
+    /// it as a duplicate, and [`SessionStore::query`] reports it offline (and removes the
+    /// location). `None`: every location counts as live until its entry expires.
+    pub gate_ttl: Option<Duration>,
 }
 
 impl Default for RedisStoreConfig {
@@ -85,6 +98,7 @@ impl Default for RedisStoreConfig {
             ttl: Duration::from_secs(180),
             grace: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
+            gate_ttl: None,
         }
     }
 }
@@ -116,6 +130,9 @@ struct Inner {
     prefix: String,
     ttl_ms: u64,
     grace_ms: u64,
+    /// `<prefix>:gate:` when gate liveness is tracked, else empty (the scripts' convention).
+    gate_prefix: String,
+    gate_ttl_ms: u64,
     /// Set once, when the first connection is made (at [`RedisStore::connect`] or later by
     /// `connector`).
     conn: Arc<OnceLock<ConnectionManager>>,
@@ -179,6 +196,7 @@ static STORAGE: LazyLock<LuaScript> = lua!("storage.lua");
 static HEARTBEAT: LazyLock<LuaScript> = lua!("heartbeat.lua");
 static DISCONNECT: LazyLock<LuaScript> = lua!("disconnect.lua");
 static DELETE: LazyLock<LuaScript> = lua!("delete.lua");
+static LOCATE: LazyLock<LuaScript> = lua!("locate.lua");
 
 /// What a script found under the key, when it returns it.
 enum Old {
@@ -248,9 +266,14 @@ impl RedisStore {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 shown_url,
-                prefix: config.prefix,
+                prefix: config.prefix.clone(),
                 ttl_ms: millis(config.ttl),
                 grace_ms: millis(config.grace),
+                gate_prefix: match config.gate_ttl {
+                    Some(_) => format!("{}:gate:", config.prefix),
+                    None => String::new(),
+                },
+                gate_ttl_ms: config.gate_ttl.map_or(0, millis),
                 conn,
                 last_error,
                 ops: AtomicU64::new(0),
@@ -262,6 +285,47 @@ impl RedisStore {
     /// The key of `user_id`'s stored session: `<prefix>:session:<user_id>`.
     pub fn key(&self, user_id: &str) -> String {
         self.inner.key(user_id)
+    }
+
+    /// The liveness key of gate `gate_id`: `<prefix>:gate:<gate_id>`.
+    pub fn gate_key(&self, gate_id: &str) -> String {
+        format!("{}:gate:{gate_id}", self.inner.prefix)
+    }
+
+    /// Marks gate `gate_id` alive for `gate_ttl` (one `SET ... PX`): a gate calls it every
+    /// third of `gate_ttl` (gatekit-server does, while it is reachable over NATS). The value is
+    /// `{"v":1,"gate":<gate_id>,"at_ms":<unix time in ms>}`. Returns whether the key was still
+    /// there (false: it expired, or Redis lost it, since the last beat). Err if liveness is not
+    /// tracked (`gate_ttl` None) or Redis did not take it.
+    pub async fn beat_gate(&self, gate_id: &str) -> Result<bool, StoreError> {
+        if self.inner.gate_prefix.is_empty() {
+            return Err(StoreError::Unavailable(
+                "gate liveness is not tracked by this store (gate_ttl is not set)".into(),
+            ));
+        }
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let value = serde_json::json!({"v": 1, "gate": gate_id, "at_ms": at_ms}).to_string();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.gate_key(gate_id))
+            .arg(value)
+            .arg("PX")
+            .arg(self.inner.gate_ttl_ms)
+            .arg("GET");
+        match self.inner.send(&cmd).await? {
+            Value::Nil => Ok(false),
+            Value::BulkString(_) => Ok(true),
+            other => Err(self.inner.unexpected(&other)),
+        }
+    }
+
+    /// Removes gate `gate_id`'s liveness key (a gate that stops on purpose, after its sessions
+    /// have ended).
+    pub async fn forget_gate(&self, gate_id: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.gate_key(gate_id));
+        self.inner.send(&cmd).await.map(|_| ())
     }
 
     /// Whether the store has connected to Redis (at least once; a connected store whose Redis
@@ -401,7 +465,7 @@ fn corrupt(user_id: &str, old: Old, done: &str) -> StoreError {
 }
 
 impl SessionStore for RedisStore {
-    fn bind(&self, session: Arc<Session>) -> StoreFuture<Bound> {
+    fn bind(&self, session: Arc<Session>, policy: DuplicateLogin) -> StoreFuture<Bound> {
         let Some(fresh) = StoredSession::of(&session) else {
             return ready(Ok(Bound::default()));
         };
@@ -409,14 +473,43 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let key = inner.key(&fresh.user_id);
             let reply = inner
-                .eval(&BIND, &key, &[&fresh.to_json(), &inner.ttl_ms.to_string()])
+                .eval(
+                    &BIND,
+                    &key,
+                    &[
+                        &fresh.to_json(),
+                        &inner.ttl_ms.to_string(),
+                        policy.name(),
+                        &inner.gate_prefix,
+                    ],
+                )
                 .await?;
-            match inner.old(reply)? {
+            let (outcome, old) = match reply {
+                Value::Array(mut parts) if parts.len() == 2 => {
+                    let old = parts.pop().expect("two parts");
+                    match parts.pop().expect("two parts") {
+                        Value::BulkString(o) => (o, old),
+                        other => return Err(inner.unexpected(&other)),
+                    }
+                }
+                other => return Err(inner.unexpected(&other)),
+            };
+            let elsewhere = outcome != b"bound";
+            let refused = outcome == b"refused";
+            match inner.old(old)? {
                 Old::Missing => Ok(Bound::default()),
                 Old::Value(b) => match StoredSession::from_json(&b) {
                     Ok(old) => Ok(Bound {
-                        restored: old.restored_for(&session),
-                        previous: old.location.clone().filter(|_| !old.is_at(&session)),
+                        restored: if refused {
+                            Default::default()
+                        } else {
+                            old.restored_for(&session)
+                        },
+                        previous: old
+                            .location
+                            .clone()
+                            .filter(|_| elsewhere && !old.is_at(&session)),
+                        refused,
                     }),
                     Err(_) => Err(corrupt(
                         &fresh.user_id,
@@ -485,16 +578,17 @@ impl SessionStore for RedisStore {
         let inner = self.inner.clone();
         let user_id = user_id.to_owned();
         Box::pin(async move {
-            let mut get = redis::cmd("GET");
-            get.arg(inner.key(&user_id));
-            let mut conn = inner.connection()?;
-            inner.ops.fetch_add(1, Ordering::Relaxed);
+            let key = inner.key(&user_id);
             let reply = inner
-                .bounded(async { get.query_async::<Value>(&mut conn).await })
+                .eval(
+                    &LOCATE,
+                    &key,
+                    &[&inner.gate_prefix, &inner.grace_ms.to_string()],
+                )
                 .await?;
-            match reply {
-                Ok(Value::Nil) => Ok(None),
-                Ok(Value::BulkString(b)) => {
+            match inner.old(reply)? {
+                Old::Missing => Ok(None),
+                Old::Value(b) => {
                     StoredSession::from_json(&b)
                         .map(Some)
                         .map_err(|reason| StoreError::Corrupt {
@@ -502,12 +596,10 @@ impl SessionStore for RedisStore {
                             reason,
                         })
                 }
-                Ok(other) => Err(inner.unexpected(&other)),
-                Err(e) if e.code() == Some("WRONGTYPE") => Err(StoreError::Corrupt {
+                Old::OtherType(_) => Err(StoreError::Corrupt {
                     user_id,
                     reason: "the key holds another redis type, not a string".to_owned(),
                 }),
-                Err(e) => Err(inner.unavailable(&e)),
             }
         })
     }

@@ -48,3 +48,12 @@ local function at(s, gate, sid)
   return s.gate == gate and s.session_id == sid
 end
 
+
+-- Whether gate `gate` is alive: `gate_prefix` .. gate exists (the gate refreshes it; it expires
+-- `gate_ttl` after a gate stops). An empty `gate_prefix`: liveness is not tracked, every gate is.
+local function alive(gate_prefix, gate)
+  if gate_prefix == '' then
+    return true
+  end
+  return redis.call('EXISTS', gate_prefix .. gate) == 1
+end
