@@ -130,8 +130,8 @@ struct Inner {
     prefix: String,
     ttl_ms: u64,
     grace_ms: u64,
-    /// `<prefix>:gate:` when gate liveness is tracked, else empty (the scripts' convention).
-    gate_prefix: String,
+    /// The key prefix when gate liveness is tracked, else empty (the scripts' convention).
+    cluster: String,
     gate_ttl_ms: u64,
     /// Set once, when the first connection is made (at [`RedisStore::connect`] or later by
     /// `connector`).
@@ -197,6 +197,8 @@ static HEARTBEAT: LazyLock<LuaScript> = lua!("heartbeat.lua");
 static DISCONNECT: LazyLock<LuaScript> = lua!("disconnect.lua");
 static DELETE: LazyLock<LuaScript> = lua!("delete.lua");
 static LOCATE: LazyLock<LuaScript> = lua!("locate.lua");
+static BEAT: LazyLock<LuaScript> = lua!("beat.lua");
+static REAP: LazyLock<LuaScript> = lua!("reap.lua");
 
 /// What a script found under the key, when it returns it.
 enum Old {
@@ -269,8 +271,8 @@ impl RedisStore {
                 prefix: config.prefix.clone(),
                 ttl_ms: millis(config.ttl),
                 grace_ms: millis(config.grace),
-                gate_prefix: match config.gate_ttl {
-                    Some(_) => format!("{}:gate:", config.prefix),
+                cluster: match config.gate_ttl {
+                    Some(_) => config.prefix.clone(),
                     None => String::new(),
                 },
                 gate_ttl_ms: config.gate_ttl.map_or(0, millis),
@@ -298,26 +300,66 @@ impl RedisStore {
     /// there (false: it expired, or Redis lost it, since the last beat). Err if liveness is not
     /// tracked (`gate_ttl` None) or Redis did not take it.
     pub async fn beat_gate(&self, gate_id: &str) -> Result<bool, StoreError> {
-        if self.inner.gate_prefix.is_empty() {
-            return Err(StoreError::Unavailable(
-                "gate liveness is not tracked by this store (gate_ttl is not set)".into(),
-            ));
-        }
+        self.tracked()?;
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let value = serde_json::json!({"v": 1, "gate": gate_id, "at_ms": at_ms}).to_string();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.gate_key(gate_id))
-            .arg(value)
-            .arg("PX")
-            .arg(self.inner.gate_ttl_ms)
-            .arg("GET");
-        match self.inner.send(&cmd).await? {
-            Value::Nil => Ok(false),
-            Value::BulkString(_) => Ok(true),
+        let reply = self
+            .inner
+            .eval(
+                &BEAT,
+                &self.gate_key(gate_id),
+                &[
+                    gate_id,
+                    &value,
+                    &self.inner.gate_ttl_ms.to_string(),
+                    &self.inner.cluster,
+                ],
+            )
+            .await?;
+        match reply {
+            Value::Int(was) => Ok(was == 1),
             other => Err(self.inner.unexpected(&other)),
         }
+    }
+
+    /// Sets offline the users located on gates that died (their liveness key expired more than
+    /// `gate_ttl` ago), at most `budget` users per call, or, with `own`, every user located on
+    /// gate `own` (a gate starting reaps what an earlier run of it left). Returns (users set
+    /// offline, users handled): call again while handled == budget. One script call.
+    pub async fn reap(&self, own: Option<&str>, budget: u32) -> Result<(u64, u64), StoreError> {
+        self.tracked()?;
+        let reply = self
+            .inner
+            .eval(
+                &REAP,
+                &format!("{}:gates", self.inner.prefix),
+                &[
+                    &self.inner.cluster,
+                    &self.inner.grace_ms.to_string(),
+                    &self.inner.gate_ttl_ms.to_string(),
+                    &budget.to_string(),
+                    own.unwrap_or(""),
+                ],
+            )
+            .await?;
+        match reply {
+            Value::Array(v) => match v.as_slice() {
+                [Value::Int(reaped), Value::Int(handled)] => Ok((*reaped as u64, *handled as u64)),
+                _ => Err(self.inner.unexpected(&Value::Array(v))),
+            },
+            other => Err(self.inner.unexpected(&other)),
+        }
+    }
+
+    fn tracked(&self) -> Result<(), StoreError> {
+        if self.inner.cluster.is_empty() {
+            return Err(StoreError::Unavailable(
+                "gate liveness is not tracked by this store (gate_ttl is not set)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Removes gate `gate_id`'s liveness key (a gate that stops on purpose, after its sessions
@@ -480,7 +522,7 @@ impl SessionStore for RedisStore {
                         &fresh.to_json(),
                         &inner.ttl_ms.to_string(),
                         policy.name(),
-                        &inner.gate_prefix,
+                        &inner.cluster,
                     ],
                 )
                 .await?;
@@ -547,6 +589,7 @@ impl SessionStore for RedisStore {
                         &inner.grace_ms.to_string(),
                         &session.server_id,
                         &session.session_id,
+                        &inner.cluster,
                     ],
                 )
                 .await?;
@@ -565,7 +608,11 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let key = inner.key(&user_id);
             let reply = inner
-                .eval(&DELETE, &key, &[&session.server_id, &session.session_id])
+                .eval(
+                    &DELETE,
+                    &key,
+                    &[&session.server_id, &session.session_id, &inner.cluster],
+                )
                 .await?;
             match inner.old(reply)? {
                 Old::Missing => Ok(()),
@@ -583,7 +630,7 @@ impl SessionStore for RedisStore {
                 .eval(
                     &LOCATE,
                     &key,
-                    &[&inner.gate_prefix, &inner.grace_ms.to_string()],
+                    &[&inner.cluster, &inner.grace_ms.to_string()],
                 )
                 .await?;
             match inner.old(reply)? {
@@ -628,6 +675,7 @@ impl RedisStore {
                         &inner.ttl_ms.to_string(),
                         &session.server_id,
                         &session.session_id,
+                        &inner.cluster,
                     ],
                 )
                 .await?;

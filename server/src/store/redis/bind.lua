@@ -1,6 +1,7 @@
 -- bind: KEYS[1] the user's key; ARGV[1] the session's StoredSession JSON (online at it),
 -- ARGV[2] the ttl in ms, ARGV[3] the duplicate-login policy (kick, refuse or allow), ARGV[4] the
--- gate keys' prefix ('' when gate liveness is not tracked).
+-- key prefix when gate liveness is tracked, else ''. The user is tracked on the session's gate
+-- (and no longer on the gate it was online on before).
 --
 -- If the user is online on another session of a live gate and the policy is refuse, nothing is
 -- written. Otherwise writes the session's value plus the stored settings it lacks (its own keys
@@ -32,6 +33,10 @@ if s ~= nil and s.settings ~= nil then
   end
 end
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+if s ~= nil and online(s) and s.gate ~= new.gate then
+  untrack(ARGV[4], s.gate, new.user_id)
+end
+track(ARGV[4], new.gate, new.user_id)
 if elsewhere then
   return { 'elsewhere', old or false }
 end

@@ -49,11 +49,27 @@ local function at(s, gate, sid)
 end
 
 
--- Whether gate `gate` is alive: `gate_prefix` .. gate exists (the gate refreshes it; it expires
--- `gate_ttl` after a gate stops). An empty `gate_prefix`: liveness is not tracked, every gate is.
-local function alive(gate_prefix, gate)
-  if gate_prefix == '' then
+-- Gate liveness. `cluster` is the key prefix when it is tracked, '' when it is not.
+--
+-- Whether gate `gate` is alive: <cluster>:gate:<gate> exists (the gate refreshes it; it expires
+-- gate_ttl after the gate stops). Not tracked: every gate is.
+local function alive(cluster, gate)
+  if cluster == '' then
     return true
   end
-  return redis.call('EXISTS', gate_prefix .. gate) == 1
+  return redis.call('EXISTS', cluster .. ':gate:' .. gate) == 1
+end
+
+-- <cluster>:gate-users:<gate>, the set of users located on `gate` (so the users of a gate that
+-- died can be found and set offline).
+local function track(cluster, gate, user)
+  if cluster ~= '' then
+    redis.call('SADD', cluster .. ':gate-users:' .. gate, user)
+  end
+end
+
+local function untrack(cluster, gate, user)
+  if cluster ~= '' then
+    redis.call('SREM', cluster .. ':gate-users:' .. gate, user)
+  end
 end
