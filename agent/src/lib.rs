@@ -66,6 +66,6 @@ pub use services::{Backend, BackendError, Backends, BoxFuture, Learner, NoLearne
 pub use session::Session;
 pub use store::{
     Bound, DuplicateLogin, Location, MemoryStore, NoStore, SessionStore, StoreError, StoreFuture,
-    StoreKind, StoreOp, StoredSession,
+    StoreKind, StoreOp, StoredSession, ALREADY_ONLINE, LOGGED_IN_ELSEWHERE,
 };
 pub use transport::{Layered, Tls, Transport, TransportError, WebSocket, WebSocketConfig};

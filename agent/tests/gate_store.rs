@@ -235,3 +235,114 @@ async fn a_failing_store_is_counted_and_the_connection_goes_on() {
     })
     .await;
 }
+
+fn gate_with(store: Arc<dyn SessionStore>, policy: DuplicateLogin) -> Gate {
+    Gate::builder()
+        .config(AgentConfig {
+            duplicate_login: policy,
+            ..AgentConfig::default()
+        })
+        .services(Services {
+            backends: who(),
+            store,
+            learner: Arc::new(NoLearner),
+        })
+        .build()
+}
+
+/// The CLOSE the client reads next (other packets skipped).
+async fn close_of(c: &mut Client) -> (CloseCode, String) {
+    loop {
+        match c.recv().await {
+            Some(Packet::Close(close)) => return (close.code, close.reason.as_str().to_owned()),
+            Some(_) => {}
+            None => panic!("the stream ended without a CLOSE"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_login_of_a_user_kicks_the_first_by_default() {
+    bounded(async {
+        let store = MemoryStore::default();
+        let gate = gate(Arc::new(store.clone()));
+        let mut first = connect(&gate);
+        let first_sid = first.handshake().await;
+        gate.bind_user(&first_sid, "gus").unwrap();
+        until(&mut first, r#"Some("gus") {}"#).await;
+        let mut second = connect(&gate);
+        let sid = second.handshake().await;
+        gate.bind_user(&sid, "gus").unwrap();
+        assert_eq!(
+            close_of(&mut first).await,
+            (CloseCode::Kicked, LOGGED_IN_ELSEWHERE.to_owned())
+        );
+        until(&mut second, r#"Some("gus") {}"#).await;
+        drained_to(&gate, 1).await;
+        // The kicked session's end does not take the user offline.
+        let stored = store.query("gus").await.unwrap().unwrap();
+        assert_eq!(stored.location.unwrap().session_id, sid);
+        second.close().await;
+        drained(&gate).await;
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn refuse_closes_the_new_login_and_allow_keeps_both() {
+    bounded(async {
+        let store = MemoryStore::default();
+        let gate = gate_with(Arc::new(store.clone()), DuplicateLogin::Refuse);
+        let mut first = connect(&gate);
+        let first_sid = first.handshake().await;
+        gate.bind_user(&first_sid, "hal").unwrap();
+        until(&mut first, r#"Some("hal") {}"#).await;
+        let mut second = connect(&gate);
+        let sid = second.handshake().await;
+        gate.bind_user(&sid, "hal").unwrap();
+        assert_eq!(
+            close_of(&mut second).await,
+            (CloseCode::Kicked, ALREADY_ONLINE.to_owned())
+        );
+        drained_to(&gate, 1).await;
+        let stored = store.query("hal").await.unwrap().unwrap();
+        assert_eq!(
+            stored.location.unwrap().session_id,
+            first_sid,
+            "the first stays"
+        );
+        until(&mut first, r#"Some("hal") {}"#).await;
+        first.close().await;
+        drained(&gate).await;
+
+        let store = MemoryStore::default();
+        let gate = gate_with(Arc::new(store.clone()), DuplicateLogin::Allow);
+        let mut a = connect(&gate);
+        let a_sid = a.handshake().await;
+        gate.bind_user(&a_sid, "ida").unwrap();
+        until(&mut a, r#"Some("ida") {}"#).await;
+        let mut b = connect(&gate);
+        let b_sid = b.handshake().await;
+        gate.bind_user(&b_sid, "ida").unwrap();
+        until(&mut b, r#"Some("ida") {}"#).await;
+        tokio::time::sleep(secs(5)).await;
+        until(&mut a, r#"Some("ida") {}"#).await;
+        assert_eq!(gate.connection_count(), 2, "both stay");
+        let stored = store.query("ida").await.unwrap().unwrap();
+        assert_eq!(
+            stored.location.unwrap().session_id,
+            b_sid,
+            "located at the newer"
+        );
+        a.close().await;
+        b.close().await;
+        drained(&gate).await;
+    })
+    .await;
+}
+
+async fn drained_to(gate: &Gate, n: usize) {
+    while gate.connection_count() > n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -83,6 +83,9 @@ pub struct HoldOptions {
     pub hold: Option<Duration>,
     /// The transport every connection goes over.
     pub transport: ClientTransport,
+    /// Log every connection in as its own user: (the gate's `[auth] hmac` secret, a user id
+    /// prefix); connection `i` is user `<prefix><i>`. None: the token `hold` (no auth).
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Default)]
@@ -149,14 +152,39 @@ async fn send(stream: &mut ClientStream, bytes: &[u8]) -> std::io::Result<()> {
     stream.flush().await
 }
 
-/// Reads packets until a WELCOME; returns its ping interval.
+/// The HANDSHAKE of connection `i`: with its user's token when `opts.login` says so.
+fn handshake_packet(opts: &HoldOptions, wire: &Wire, i: usize) -> Bytes {
+    let Some((secret, prefix)) = &opts.login else {
+        return wire.handshake.clone();
+    };
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 24 * 3600;
+    let token = gatekit_server::auth::HmacAuthenticator::new(secret.as_bytes())
+        .token(&format!("{prefix}{i}"), expires);
+    let mut b = BytesMut::new();
+    NativeCodec::default()
+        .encode(
+            &Packet::Handshake(Handshake {
+                version: PROTOCOL_VERSION,
+                heartbeat_secs: opts.ping.as_secs().clamp(1, u16::MAX as u64) as u16,
+                token: Bytes::from(token),
+            }),
+            &mut b,
+        )
+        .expect("client packets are valid");
+    b.freeze()
+}
+
+/// Sends `hello`, then reads packets until a WELCOME; returns its ping interval.
 async fn handshake(
     stream: &mut ClientStream,
-    wire: &Wire,
+    hello: &Bytes,
     codec: &mut NativeCodec,
     input: &mut BytesMut,
 ) -> Result<u16, String> {
-    send(stream, &wire.handshake)
+    send(stream, hello)
         .await
         .map_err(|e| format!("sending HANDSHAKE: {e}"))?;
     loop {
@@ -198,7 +226,8 @@ async fn one_connection(
             let files = procfs::is_out_of_files(&e);
             (format!("connect over {}: {e}", opts.transport.kind), files)
         })?;
-        let ping = handshake(&mut stream, &wire, &mut codec, &mut input)
+        let hello = handshake_packet(&opts, &wire, i);
+        let ping = handshake(&mut stream, &hello, &mut codec, &mut input)
             .await
             .map_err(|e| (e, false))?;
         Ok::<_, (String, bool)>((stream, ping))

@@ -36,6 +36,7 @@ pub mod report;
 pub mod rtt;
 pub mod run;
 pub mod scale;
+pub mod scale_directory;
 pub mod scenario;
 pub mod serve;
 pub mod sim;

@@ -69,6 +69,9 @@ pub struct ScaleOptions {
     pub max_bytes_per_connection: Option<f64>,
     /// The transport under the native protocol.
     pub transport: TransportKind,
+    /// With the cluster's user directory: a redis-server, every connection a logged-in user
+    /// ([`crate::scale_directory`]).
+    pub directory: bool,
 }
 
 /// One run at one connection count.
@@ -98,6 +101,8 @@ pub struct ScaleRun {
     pub pongs: u64,
     /// Connections the gates ended while held (should be 0).
     pub closed_by_gate: u64,
+    /// With `--directory`: what the directory cost in Redis.
+    pub directory: Option<crate::scale_directory::DirectoryUse>,
 }
 
 /// The medians at one connection count.
@@ -389,7 +394,17 @@ pub fn run_once(
         gates: Vec::new(),
         workers: Vec::new(),
     };
-    let gate_args = |addr: &str| -> Vec<String> {
+    // With the directory: Redis, and the gates' configuration naming it.
+    let dir = std::env::temp_dir().join(format!("gatekit-scale-{}", std::process::id()));
+    let mut redis = None;
+    let mut config_file = None;
+    if opts.directory {
+        let r = crate::scale_directory::RedisProcess::start()?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        config_file = Some(crate::scale_directory::gate_config(&dir, &r.url)?);
+        redis = Some(r);
+    }
+    let gate_args = |addr: &str, i: usize| -> Vec<String> {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--json".into(),
@@ -412,6 +427,14 @@ pub fn run_once(
                 k.display().to_string(),
             ]);
         }
+        if let Some(f) = &config_file {
+            args.extend([
+                "--config".into(),
+                f.display().to_string(),
+                "--gate-id".into(),
+                format!("scale-gate-{i}"),
+            ]);
+        }
         args
     };
     // The first gate picks the port; the others share it.
@@ -420,7 +443,7 @@ pub fn run_once(
         let addr = format!("127.0.0.1:{port}");
         fleet.gates.push(Proc::start(
             &opts.exe,
-            &gate_args(&addr),
+            &gate_args(&addr, i),
             "gate",
             i,
             tx.clone(),
@@ -440,6 +463,7 @@ pub fn run_once(
     // Let the gates settle, then read their memory before any connection.
     std::thread::sleep(Duration::from_millis(500));
     let rss_before_kib = gate_rss(&fleet);
+    let redis_before = redis.as_mut().map(|r| r.info()).transpose()?;
     let target = format!("127.0.0.1:{port}");
     let started = Instant::now();
     for k in 0..workers {
@@ -462,6 +486,14 @@ pub fn run_once(
         ];
         if let Some((c, _)) = cert_files {
             args.extend(["--tls-ca".into(), c.display().to_string()]);
+        }
+        if opts.directory {
+            args.extend([
+                "--hmac-secret".into(),
+                crate::scale_directory::SECRET.into(),
+                "--user-prefix".into(),
+                format!("w{k}-"),
+            ]);
         }
         fleet
             .workers
@@ -487,6 +519,42 @@ pub fn run_once(
         |s| s.iter().map(|g| g.sessions).sum::<usize>() >= connections,
     )?;
     let per_gate: Vec<usize> = inbox.gate_status.iter().map(|g| g.sessions).collect();
+    // Every bind stored: one key per user (plus the gates' own keys).
+    let mut directory = None;
+    let mut hold_start = None;
+    if let (Some(r), Some(before)) = (redis.as_mut(), redis_before.as_ref()) {
+        let until = Instant::now() + Duration::from_secs(60);
+        let bound = loop {
+            let info = r.info()?;
+            if info.keys >= (connections + opts.gates) as u64 {
+                break info;
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "only {} keys in Redis for {connections} users within 60 s",
+                    info.keys
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let liveness = 2.0
+            * opts.gates as f64
+            * (secs / crate::scale_directory::BEAT_EVERY.as_secs_f64()).ceil();
+        let users = connections as u64;
+        let heartbeats: u64 = inbox.gate_status.iter().map(|g| g.heartbeats).sum();
+        let calls = (bound.script_calls() - before.script_calls()) as f64;
+        directory = Some(crate::scale_directory::DirectoryUse {
+            users,
+            redis_bytes_per_user: bound.used_memory().saturating_sub(before.used_memory()) as f64
+                / users as f64,
+            commands_per_login: calls / users as f64,
+            commands_per_bind: (calls - heartbeats as f64 - liveness) / users as f64,
+            liveness_calls: liveness,
+            ..Default::default()
+        });
+        hold_start = Some((bound, heartbeats, Instant::now()));
+    }
     // Hold: every connection idle, pinging.
     let hold_end = Instant::now() + opts.hold;
     while Instant::now() < hold_end {
@@ -499,6 +567,20 @@ pub fn run_once(
         }
     }
     let rss_held_kib = gate_rss(&fleet);
+    if let (Some(r), Some(d), Some((start, beats_before, at))) =
+        (redis.as_mut(), directory.as_mut(), hold_start.as_ref())
+    {
+        let end = r.info()?;
+        let beats = inbox.gate_status.iter().map(|g| g.heartbeats).sum::<u64>() - beats_before;
+        let liveness = 2.0
+            * opts.gates as f64
+            * (at.elapsed().as_secs_f64() / crate::scale_directory::BEAT_EVERY.as_secs_f64())
+                .ceil();
+        d.heartbeats = beats;
+        d.liveness_calls += liveness;
+        d.commands_per_heartbeat =
+            (end.script_calls() - start.script_calls()) as f64 / beats.max(1) as f64;
+    }
     // Leave.
     let left_at = Instant::now();
     for w in &mut fleet.workers {
@@ -539,6 +621,8 @@ pub fn run_once(
         eprintln!("scale: {e}: {disconnects} of {connections}");
     }
     drop(fleet);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(ScaleRun {
         connections,
         connect_secs,
@@ -553,6 +637,7 @@ pub fn run_once(
         pings,
         pongs,
         closed_by_gate,
+        directory,
     })
 }
 

@@ -768,3 +768,141 @@ async fn redis_ops_counts_one_per_operation() {
     })
     .await
 }
+
+/// A store tracking gate liveness (what gatekit-server runs), gate_ttl 300 ms.
+async fn live_store(url: &str) -> RedisStore {
+    let store = RedisStore::connect(RedisStoreConfig {
+        gate_ttl: Some(Duration::from_millis(300)),
+        ..config(url, Duration::from_secs(30), Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    assert!(store.is_connected());
+    store
+}
+
+async fn smembers(c: &mut MultiplexedConnection, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(key)
+        .query_async(c)
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_location_on_a_dead_gate_is_offline_to_lookups_logins_and_the_reaper() {
+    let Some(redis) = redis_for("a_location_on_a_dead_gate_is_offline") else {
+        return;
+    };
+    bounded(async {
+        let store = live_store(&redis.url()).await;
+        let mut c = raw(&redis.url()).await;
+        assert!(
+            !store.beat_gate("gate-a").await.unwrap(),
+            "no key before the first beat"
+        );
+        assert!(
+            store.beat_gate("gate-a").await.unwrap(),
+            "there at the second"
+        );
+        store.beat_gate("gate-b").await.unwrap();
+        let on_a = session("s1", "gate-a", "kim", &[("k", "v")]);
+        let also_a = session("s2", "gate-a", "lou", &[]);
+        store
+            .bind(on_a.clone(), DuplicateLogin::Kick)
+            .await
+            .unwrap();
+        store
+            .bind(also_a.clone(), DuplicateLogin::Kick)
+            .await
+            .unwrap();
+        assert_eq!(
+            smembers(&mut c, "gatekit:gate-users:gate-a").await,
+            ["kim", "lou"]
+        );
+        // Alive: a login elsewhere is a duplicate, refused under refuse.
+        let on_b = session("s3", "gate-b", "kim", &[]);
+        let refused = store
+            .bind(on_b.clone(), DuplicateLogin::Refuse)
+            .await
+            .unwrap();
+        assert!(refused.refused);
+        assert!(store.query("kim").await.unwrap().unwrap().is_at(&on_a));
+
+        // gate-a stops beating: past its gate_ttl it is dead.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.beat_gate("gate-b").await.unwrap();
+        assert_eq!(get(&mut c, "gatekit:gate:gate-a").await, None);
+        // A lookup says offline and removes the location (settings kept, for the grace).
+        let kim = store.query("kim").await.unwrap().unwrap();
+        assert_eq!((kim.location, kim.settings), (None, map(&[("k", "v")])));
+        let raw_kim = get(&mut c, "gatekit:session:kim").await.unwrap();
+        assert!(!raw_kim.contains("gate-a"), "{raw_kim}");
+        assert!(pttl(&mut c, "gatekit:session:kim").await <= 10_000);
+        // A login elsewhere is not a duplicate: bound, nothing to kick, settings restored.
+        let bound = store
+            .bind(on_b.clone(), DuplicateLogin::Refuse)
+            .await
+            .unwrap();
+        assert_eq!((bound.refused, bound.previous), (false, None));
+        assert_eq!(bound.restored, map(&[("k", "v")]));
+        assert_eq!(smembers(&mut c, "gatekit:gate-users:gate-b").await, ["kim"]);
+        // The reaper sets the dead gate's other users offline and forgets the gate.
+        let (reaped, _) = store.reap(None, 1000).await.unwrap();
+        assert_eq!(reaped, 1, "lou (kim had moved)");
+        let lou = store.query("lou").await.unwrap().unwrap();
+        assert_eq!(lou.location, None);
+        assert!(smembers(&mut c, "gatekit:gate-users:gate-a")
+            .await
+            .is_empty());
+        let gates: Vec<String> = redis::cmd("ZRANGE")
+            .arg("gatekit:gates")
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(gates, ["gate-b"]);
+        // A live gate's users are left alone; a disconnect untracks.
+        assert_eq!(store.reap(None, 1000).await.unwrap().0, 0);
+        assert!(store.query("kim").await.unwrap().unwrap().is_at(&on_b));
+        store.disconnect(on_b).await.unwrap();
+        assert!(smembers(&mut c, "gatekit:gate-users:gate-b")
+            .await
+            .is_empty());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_gate_starting_again_reaps_what_its_earlier_run_left() {
+    let Some(redis) = redis_for("a_gate_starting_again_reaps") else {
+        return;
+    };
+    bounded(async {
+        let store = live_store(&redis.url()).await;
+        store.beat_gate("gate-a").await.unwrap();
+        for i in 0..25 {
+            let s = session(&format!("s{i}"), "gate-a", &format!("u{i}"), &[]);
+            store.bind(s, DuplicateLogin::Kick).await.unwrap();
+        }
+        // The same gate id starts again at once (its key still alive): its earlier sessions
+        // are gone, in batches of 10.
+        let mut reaped = 0;
+        loop {
+            let (n, handled) = store.reap(Some("gate-a"), 10).await.unwrap();
+            reaped += n;
+            if handled < 10 {
+                break;
+            }
+        }
+        assert_eq!(reaped, 25);
+        for i in 0..25 {
+            let u = store.query(&format!("u{i}")).await.unwrap().unwrap();
+            assert_eq!(u.location, None, "u{i}");
+        }
+    })
+    .await
+}

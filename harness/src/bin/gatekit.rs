@@ -301,6 +301,13 @@ struct HoldArgs {
     /// The WebSocket path (ws, wss).
     #[arg(long, default_value = "/")]
     ws_path: String,
+    /// Log every connection in with an HMAC token of this secret (the gate's `[auth] hmac`),
+    /// as user `<--user-prefix><index>`.
+    #[arg(long)]
+    hmac_secret: Option<String>,
+    /// The user id prefix with --hmac-secret.
+    #[arg(long, default_value = "user-")]
+    user_prefix: String,
 }
 
 #[derive(clap::Args)]
@@ -337,6 +344,11 @@ struct ScaleArgs {
     /// and wss with a self-signed certificate) and the workers connect over it.
     #[arg(long, value_enum, default_value_t = gatekit_harness::listen::TransportKind::Tcp)]
     transport: gatekit_harness::listen::TransportKind,
+    /// With the cluster's user directory: start a redis-server, keep every gate's sessions
+    /// there and log every connection in as its own user; reports Redis memory per user and
+    /// script calls per bind and per heartbeat.
+    #[arg(long)]
+    directory: bool,
 }
 
 #[derive(clap::Args)]
@@ -703,6 +715,7 @@ fn hold(args: HoldArgs) -> Result<ExitCode, String> {
         handshake_timeout: args.handshake_timeout.0,
         hold: args.hold.map(|d| d.0),
         transport,
+        login: args.hmac_secret.map(|s| (s, args.user_prefix)),
     };
     runtime()?.block_on(gatekit_harness::hold::hold(opts, print_json_line))?;
     Ok(ExitCode::SUCCESS)
@@ -721,6 +734,7 @@ fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
         concurrency: args.concurrency,
         max_bytes_per_connection: args.max_bytes_per_connection,
         transport: args.transport,
+        directory: args.directory,
     };
     eprintln!(
         "scale: {:?} connections over {}, {} gate process(es), {} runs each, held {:?} (pinging every {:?})",
@@ -739,7 +753,13 @@ fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
             r.disconnect_secs,
             r.pongs,
             r.closed_by_gate
-        )
+        );
+        if let Some(d) = &r.directory {
+            eprintln!(
+                "          directory: {} users · Redis {:.0} B/user · script calls {:.3}/login, {:.3}/bind, {:.3}/heartbeat ({} heartbeats in the hold; liveness calls ≈ {:.0})",
+                d.users, d.redis_bytes_per_user, d.commands_per_login, d.commands_per_bind, d.commands_per_heartbeat, d.heartbeats, d.liveness_calls
+            );
+        }
     })?;
     let max = opts.max_bytes_per_connection;
     print!("{}", scale::table(&levels, max));

@@ -154,6 +154,18 @@ fn bad_values_are_named() {
             "store.prefix: \"\": give a non-empty",
         ),
         ("[store]\nkind = \"etcd\"\n", "unknown variant `etcd`"),
+        (
+            "[store]\ngate_ttl = \"2m\"\n",
+            "store.gate_ttl: 2m is longer than store.grace (1m)",
+        ),
+        (
+            "[store]\ngate_ttl = \"0s\"\n",
+            "store.gate_ttl: must be more than 0",
+        ),
+        (
+            "[store]\nduplicate_login = \"both\"\n",
+            "unknown variant `both`, expected one of `kick`, `refuse`, `allow`",
+        ),
     ];
     for (text, expected) in cases {
         let e = error_of(text);
