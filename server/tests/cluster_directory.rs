@@ -261,7 +261,7 @@ async fn refuse_keeps_the_first_session_and_allow_keeps_both() {
             ends[1 - open[0]],
             Some(("kicked".into(), "already logged in elsewhere".into()))
         );
-        let v = user_op(&nc, "is_online", &u, &[], b"").await;
+        let v = user_op(&nc, "is_online", u, &[], b"").await;
         assert_eq!(v["session_id"], pair[open[0]].1.as_str(), "{u}: {v}");
     }
     a.stop().await;

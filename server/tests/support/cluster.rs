@@ -229,14 +229,11 @@ pub async fn next_push(c: &mut Client<TcpStream>) -> Option<(String, Bytes)> {
 /// the stream ended without one.
 pub async fn next_close(c: &mut Client<TcpStream>) -> Option<(String, String)> {
     loop {
-        match c.recv().await? {
-            Packet::Close(close) => {
-                return Some((
-                    close.code.name().to_owned(),
-                    close.reason.as_str().to_owned(),
-                ))
-            }
-            _ => {}
+        if let Packet::Close(close) = c.recv().await? {
+            return Some((
+                close.code.name().to_owned(),
+                close.reason.as_str().to_owned(),
+            ));
         }
     }
 }
