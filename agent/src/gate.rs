@@ -163,7 +163,7 @@ pub(crate) struct GateShared {
     transport_refusals: AtomicUsize,
     shutting_down: AtomicBool,
     store_errors: AtomicU64,
-    store_failing: AtomicBool,
+    store_log: Mutex<StoreLog>,
     stop_accepting: Notify,
     idle: Notify,
 }
@@ -239,16 +239,28 @@ impl GateShared {
     ) {
         match result {
             Err(error) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                if !self.store_failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(op = %kind, %error, "session store operation failed (the connection goes on; further failures are counted and logged at debug)");
+                let total = self.store_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                let mut log = self.store_log.lock().expect("store log lock");
+                log.failing = true;
+                let now = driver::now();
+                if log.warned_at.is_none_or(|t| now >= t + STORE_WARN_EVERY) {
+                    log.warned_at = Some(now);
+                    tracing::warn!(op = %kind, %error, errors = total, "session store operation failed (the connection goes on; failures are counted, and logged at warn at most every {STORE_WARN_EVERY:?})");
                 } else {
                     tracing::debug!(op = %kind, %error, "session store operation failed");
                 }
             }
             Ok(_) => {
-                if self.store_failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(op = %kind, "session store answering again");
+                let mut log = self.store_log.lock().expect("store log lock");
+                if std::mem::replace(&mut log.failing, false) {
+                    tracing::debug!(op = %kind, "session store answering again");
+                    if log
+                        .warned_at
+                        .is_some_and(|t| driver::now() >= t + STORE_WARN_EVERY)
+                    {
+                        tracing::info!(op = %kind, errors = self.store_errors.load(Ordering::Relaxed), "session store answering again");
+                        log.warned_at = None;
+                    }
                 }
             }
         }
@@ -257,6 +269,17 @@ impl GateShared {
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+}
+
+/// The most often a failing store is logged at `warn` (a busy store that fails one operation in
+/// ten would otherwise log thousands of lines a second).
+const STORE_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// When the store's failures were last logged at `warn`, and whether the last operation failed.
+#[derive(Debug, Default)]
+struct StoreLog {
+    warned_at: Option<std::time::Instant>,
+    failing: bool,
 }
 
 /// Gives back most of a map's table once it is mostly empty (after a storm of connections), so
@@ -391,7 +414,7 @@ impl GateBuilder {
                 transport_refusals: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 store_errors: AtomicU64::new(0),
-                store_failing: AtomicBool::new(false),
+                store_log: Mutex::default(),
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
             }),

@@ -58,8 +58,8 @@ impl Registration {
         self.session = Some(session);
     }
 
-    /// Counts and logs a store operation's failure (the first of a streak at `warn`, the rest at
-    /// `debug`; the first success after a streak at `info`).
+    /// Counts and logs a store operation's failure (at `warn` at most every 10 s with the count
+    /// so far, each at `debug`; a success after a warned failure at `info`).
     pub(crate) fn store_result<T>(
         &self,
         kind: crate::store::StoreKind,

@@ -72,6 +72,8 @@ pub struct ScaleOptions {
     /// With the cluster's user directory: a redis-server, every connection a logged-in user
     /// ([`crate::scale_directory`]).
     pub directory: bool,
+    /// The gates' storage heartbeat interval with `directory`.
+    pub heartbeat: Duration,
 }
 
 /// One run at one connection count.
@@ -341,6 +343,19 @@ impl Inbox {
         }
     }
 
+    /// Reads every message for `d` (the gates report every 100 ms), so the statuses are fresh;
+    /// a process that ended is an error.
+    fn drain_for(&mut self, d: Duration, fleet: &mut Fleet) -> Result<(), String> {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            match self.next(until) {
+                Ok(Msg::Ended(kind, j)) => return Err(fleet.ended(kind, j)),
+                Ok(_) | Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until `done` holds for the gates' latest statuses.
     fn wait_gates(
         &mut self,
@@ -401,7 +416,11 @@ pub fn run_once(
     if opts.directory {
         let r = crate::scale_directory::RedisProcess::start()?;
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        config_file = Some(crate::scale_directory::gate_config(&dir, &r.url)?);
+        config_file = Some(crate::scale_directory::gate_config(
+            &dir,
+            &r.url,
+            opts.heartbeat,
+        )?);
         redis = Some(r);
     }
     let gate_args = |addr: &str, i: usize| -> Vec<String> {
@@ -525,6 +544,8 @@ pub fn run_once(
     if let (Some(r), Some(before)) = (redis.as_mut(), redis_before.as_ref()) {
         let until = Instant::now() + Duration::from_secs(60);
         let bound = loop {
+            // Fresh gate statuses next to each Redis reading.
+            inbox.drain_for(Duration::from_millis(250), &mut fleet)?;
             let info = r.info()?;
             if info.keys >= (connections + opts.gates) as u64 {
                 break info;
@@ -535,7 +556,6 @@ pub fn run_once(
                     info.keys
                 ));
             }
-            std::thread::sleep(Duration::from_millis(200));
         };
         let secs = started.elapsed().as_secs_f64();
         let liveness = 2.0
@@ -551,6 +571,7 @@ pub fn run_once(
             commands_per_login: calls / users as f64,
             commands_per_bind: (calls - heartbeats as f64 - liveness) / users as f64,
             liveness_calls: liveness,
+            store_errors_bound: inbox.gate_status.iter().map(|g| g.store_errors).sum(),
             ..Default::default()
         });
         hold_start = Some((bound, heartbeats, Instant::now()));
@@ -570,6 +591,7 @@ pub fn run_once(
     if let (Some(r), Some(d), Some((start, beats_before, at))) =
         (redis.as_mut(), directory.as_mut(), hold_start.as_ref())
     {
+        inbox.drain_for(Duration::from_millis(250), &mut fleet)?;
         let end = r.info()?;
         let beats = inbox.gate_status.iter().map(|g| g.heartbeats).sum::<u64>() - beats_before;
         let liveness = 2.0
@@ -577,6 +599,7 @@ pub fn run_once(
             * (at.elapsed().as_secs_f64() / crate::scale_directory::BEAT_EVERY.as_secs_f64())
                 .ceil();
         d.heartbeats = beats;
+        d.store_errors_held = inbox.gate_status.iter().map(|g| g.store_errors).sum();
         d.liveness_calls += liveness;
         d.commands_per_heartbeat =
             (end.script_calls() - start.script_calls()) as f64 / beats.max(1) as f64;

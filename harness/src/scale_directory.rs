@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// The shared secret of the run's HMAC logins.
 pub const SECRET: &str = "gatekit scale --directory secret";
 
-/// The storage heartbeat interval of the gates (so a hold of a few seconds sees heartbeats).
+/// The default storage heartbeat interval of the gates (so a hold of a few seconds sees
+/// heartbeats); `gatekit scale --heartbeat` changes it.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// What the directory cost in Redis at one run.
@@ -39,6 +40,10 @@ pub struct DirectoryUse {
     /// Of the script calls counted, the gates' liveness beats and reaps (estimated: two per gate
     /// per beat interval).
     pub liveness_calls: f64,
+    /// Store operations that failed or timed out (all gates) by the time every user was bound.
+    pub store_errors_bound: u64,
+    /// The same at the end of the hold.
+    pub store_errors_held: u64,
 }
 
 /// A `redis-server` for the run, killed on drop.
@@ -145,8 +150,9 @@ impl Info {
     }
 }
 
-/// Writes the gates' configuration (Redis store, HMAC logins) into `dir`; returns its path.
-pub fn gate_config(dir: &Path, redis_url: &str) -> Result<PathBuf, String> {
+/// Writes the gates' configuration (Redis store, HMAC logins, storage heartbeats every
+/// `heartbeat`) into `dir`; returns its path.
+pub fn gate_config(dir: &Path, redis_url: &str, heartbeat: Duration) -> Result<PathBuf, String> {
     let path = dir.join("gate-directory.toml");
     let text = format!(
         r#"# gatekit scale --directory: sessions in Redis, every connection a logged-in user.
@@ -154,13 +160,15 @@ pub fn gate_config(dir: &Path, redis_url: &str) -> Result<PathBuf, String> {
 kind = "redis"
 url = "{redis_url}"
 gate_ttl = "30s"
+ttl = "{ttl}s"
 [limits]
 heartbeat = "{heartbeat}s"
 [auth]
 kind = "hmac"
 secret = "{SECRET}"
 "#,
-        heartbeat = HEARTBEAT.as_secs()
+        heartbeat = heartbeat.as_secs().max(1),
+        ttl = (heartbeat.as_secs().max(1) * 3).max(180),
     );
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)

@@ -98,6 +98,9 @@ pub struct GateStatus {
     /// Of those, the ones for want of file descriptors (EMFILE, ENFILE).
     #[serde(default)]
     pub out_of_files: u64,
+    /// Session store operations that failed or timed out so far.
+    #[serde(default)]
+    pub store_errors: u64,
 }
 
 /// What `gatekit serve --json` prints, one JSON object per line.
@@ -177,6 +180,7 @@ fn status(gate: &Gate, tally: &Tally) -> GateStatus {
         open_files: procfs::open_files(None),
         accept_errors: gate.accept_errors().0,
         out_of_files: gate.accept_errors().1,
+        store_errors: gate.store_errors(),
     }
 }
 

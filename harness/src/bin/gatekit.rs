@@ -349,6 +349,10 @@ struct ScaleArgs {
     /// script calls per bind and per heartbeat.
     #[arg(long)]
     directory: bool,
+    /// With --directory: the gates' storage heartbeat interval (each one a Redis script call
+    /// per connection).
+    #[arg(long, default_value = "2s")]
+    heartbeat: Dur,
 }
 
 #[derive(clap::Args)]
@@ -735,6 +739,7 @@ fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
         max_bytes_per_connection: args.max_bytes_per_connection,
         transport: args.transport,
         directory: args.directory,
+        heartbeat: args.heartbeat.0,
     };
     eprintln!(
         "scale: {:?} connections over {}, {} gate process(es), {} runs each, held {:?} (pinging every {:?})",
@@ -756,8 +761,8 @@ fn scale(args: ScaleArgs) -> Result<ExitCode, String> {
         );
         if let Some(d) = &r.directory {
             eprintln!(
-                "          directory: {} users · Redis {:.0} B/user · script calls {:.3}/login, {:.3}/bind, {:.3}/heartbeat ({} heartbeats in the hold; liveness calls ≈ {:.0})",
-                d.users, d.redis_bytes_per_user, d.commands_per_login, d.commands_per_bind, d.commands_per_heartbeat, d.heartbeats, d.liveness_calls
+                "          directory: {} users · Redis {:.0} B/user · script calls {:.3}/login, {:.3}/bind, {:.3}/heartbeat ({} heartbeats in the hold; liveness calls ≈ {:.0}) · store errors {} bound, {} held",
+                d.users, d.redis_bytes_per_user, d.commands_per_login, d.commands_per_bind, d.commands_per_heartbeat, d.heartbeats, d.liveness_calls, d.store_errors_bound, d.store_errors_held
             );
         }
     })?;
