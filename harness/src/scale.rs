@@ -348,9 +348,8 @@ impl Inbox {
     fn drain_for(&mut self, d: Duration, fleet: &mut Fleet) -> Result<(), String> {
         let until = Instant::now() + d;
         while Instant::now() < until {
-            match self.next(until) {
-                Ok(Msg::Ended(kind, j)) => return Err(fleet.ended(kind, j)),
-                Ok(_) | Err(_) => {}
+            if let Ok(Msg::Ended(kind, j)) = self.next(until) {
+                return Err(fleet.ended(kind, j));
             }
         }
         Ok(())
