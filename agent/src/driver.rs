@@ -408,6 +408,7 @@ impl<P: Protocol, S> Driver<P, S> {
             return; // unbound or rebound since: a later bind decides
         }
         if bound.refused {
+            self.registration.duplicate_refused();
             self.conn.kick(now(), crate::store::ALREADY_ONLINE);
             return;
         }

@@ -164,6 +164,9 @@ pub(crate) struct GateShared {
     shutting_down: AtomicBool,
     store_errors: AtomicU64,
     store_log: Mutex<StoreLog>,
+    /// Duplicate logins: older sessions kicked (here or on another gate), new ones refused.
+    duplicates_kicked: AtomicU64,
+    duplicates_refused: AtomicU64,
     stop_accepting: Notify,
     idle: Notify,
 }
@@ -188,6 +191,7 @@ impl GateShared {
     /// Closes the user's older session at `at` (a duplicate login, policy `kick`): here if it
     /// is on this gate, else through the remote gates. Failures are logged.
     pub(crate) fn kick_elsewhere(&self, at: Location) {
+        self.duplicates_kicked.fetch_add(1, Ordering::Relaxed);
         let reason = crate::store::LOGGED_IN_ELSEWHERE;
         if at.gate == self.config.server_id {
             let handle = self
@@ -264,6 +268,11 @@ impl GateShared {
                 }
             }
         }
+    }
+
+    /// A new session was refused: its user is online elsewhere (`duplicate_login = refuse`).
+    pub(crate) fn duplicate_refused(&self) {
+        self.duplicates_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -415,6 +424,8 @@ impl GateBuilder {
                 shutting_down: AtomicBool::new(false),
                 store_errors: AtomicU64::new(0),
                 store_log: Mutex::default(),
+                duplicates_kicked: AtomicU64::new(0),
+                duplicates_refused: AtomicU64::new(0),
                 stop_accepting: Notify::new(),
                 idle: Notify::new(),
             }),
@@ -794,6 +805,15 @@ impl Gate {
             .filter(|h| h.session().is_some_and(|s| s.is_bound()))
             .filter(|h| h.command(Command::StoreAgain).is_ok())
             .count()
+    }
+
+    /// Duplicate logins so far: (older sessions kicked, new sessions refused), by the policy
+    /// [`AgentConfig::duplicate_login`].
+    pub fn duplicate_logins(&self) -> (u64, u64) {
+        (
+            self.shared.duplicates_kicked.load(Ordering::Relaxed),
+            self.shared.duplicates_refused.load(Ordering::Relaxed),
+        )
     }
 
     /// How many groups have members on this gate.

@@ -73,6 +73,11 @@ impl Registration {
         self.gate.kick_elsewhere(at);
     }
 
+    /// Counts a refused duplicate login (this session).
+    pub(crate) fn duplicate_refused(&self) {
+        self.gate.duplicate_refused();
+    }
+
     /// Updates the session snapshot (after bind, settings...).
     pub fn update(&mut self, session: Arc<Session>) {
         if self.session.is_some() {

@@ -223,6 +223,12 @@ async fn two_logins_at_once_on_two_gates_end_with_one_session_kick() {
         users.len() + 1,
         "one session per user (and dora's)"
     );
+    let kicks = a.running.gate().duplicate_logins().0 + b.running.gate().duplicate_logins().0;
+    assert_eq!(
+        kicks,
+        users.len() as u64 + 1,
+        "one kick per duplicate, counted"
+    );
     drop(pairs);
     a.stop().await;
     b.stop().await;
@@ -264,6 +270,11 @@ async fn refuse_keeps_the_first_session_and_allow_keeps_both() {
         let v = user_op(&nc, "is_online", u, &[], b"").await;
         assert_eq!(v["session_id"], pair[open[0]].1.as_str(), "{u}: {v}");
     }
+    let refused = a.running.gate().duplicate_logins().1 + b.running.gate().duplicate_logins().1;
+    assert_eq!(
+        refused, 11,
+        "erin's second login and one of each racing pair"
+    );
     a.stop().await;
     b.stop().await;
 

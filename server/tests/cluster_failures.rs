@@ -303,9 +303,20 @@ async fn try_user_op(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_cut_off_from_nats_has_its_users_reported_offline_and_pushes_fail() {
-    let Some((redis, nats)) = peers("a_gate_cut_off_from_nats") else {
+    let test = "a_gate_cut_off_from_nats";
+    let Some(redis) = redis_server::start_for(test) else {
         return;
     };
+    // nats-server notices a silent client after two unanswered pings 2 s apart (its default is
+    // two minutes apart): until then it may hand the cut-off gate requests.
+    let nats =
+        match nats_server::NatsServer::start_with_config("ping_interval: \"2s\"\nping_max: 2\n") {
+            Ok(n) => n,
+            Err(why) => {
+                nats_server::peer_ready(test, Err(why));
+                return;
+            }
+        };
     let nats_addr: std::net::SocketAddr = ([127, 0, 0, 1], nats.port()).into();
     let partition = Partition::start(nats_addr).await;
     let cut_off = TestGate::start(gate_config(
@@ -331,34 +342,80 @@ async fn a_gate_cut_off_from_nats_has_its_users_reported_offline_and_pushes_fail
     partition.cut();
     // Every answer now: alice is not online, a push to her is not a success. A request that the
     // queue group hands to the cut-off gate gets no answer at all (the caller's timeout): never
-    // a success either. The other gate answers within its forward timeout.
-    let mut answered_offline = 0;
+    // a success either.
+    //
+    // While nats-server still counts the silent gate in (a few seconds here), the other gate
+    // forwards to it and gets no answer within its 2 s: `unreachable`. 16 requests at once, so
+    // some reach the other gate (all 16 going to the cut-off one: 1 in 65,536).
+    let check_send = |v: &Value| {
+        assert_eq!(v["ok"], Value::Bool(false), "a push to a cut-off user: {v}");
+        assert!(
+            ["unreachable", "offline"].contains(&v["error"].as_str().unwrap()),
+            "{v}"
+        );
+    };
+    let (sends, asks) = tokio::join!(
+        futures_util::future::join_all((0..16).map(|_| try_user_op(
+            &nc,
+            "send",
+            "alice",
+            &[("Gatekit-Topic", "t")]
+        ))),
+        futures_util::future::join_all((0..16).map(|_| try_user_op(
+            &nc,
+            "is_online",
+            "alice",
+            &[]
+        )))
+    );
     let mut unanswered = 0;
+    let mut unreachable = 0;
+    for v in sends.iter().flatten() {
+        check_send(v);
+    }
+    for v in &asks {
+        match v {
+            Some(v) => {
+                assert_eq!(v["online"], Value::Bool(false), "{v}");
+                unreachable += usize::from(v["reason"] == "unreachable");
+            }
+            None => unanswered += 1,
+        }
+    }
+    assert!(
+        unreachable > 0,
+        "the other gate answered while the cut-off one was still subscribed: {asks:?}"
+    );
+    // Once nats-server has dropped the silent gate: answered at once by the other one, offline
+    // (`gate_down`; or `offline` once the cut-off gate, seeing its NATS connection gone, has
+    // stopped beating and its key has expired: then Redis lists alice offline too).
+    let mut answered_offline = 0;
     let start = Instant::now();
     while answered_offline < 3 {
         assert!(
             start.elapsed() < Duration::from_secs(40),
             "offline answers: {answered_offline}, unanswered: {unanswered}"
         );
-        match try_user_op(&nc, "send", "alice", &[("Gatekit-Topic", "t")]).await {
-            Some(v) => {
-                assert_eq!(v["ok"], Value::Bool(false), "a push to a cut-off user: {v}");
-                assert!(
-                    ["unreachable", "offline"].contains(&v["error"].as_str().unwrap()),
-                    "{v}"
-                );
-            }
-            None => unanswered += 1,
+        if let Some(v) = try_user_op(&nc, "send", "alice", &[("Gatekit-Topic", "t")]).await {
+            check_send(&v);
         }
         match try_user_op(&nc, "is_online", "alice", &[]).await {
             Some(v) => {
                 assert_eq!(v["online"], Value::Bool(false), "{v}");
-                answered_offline += 1;
+                answered_offline += usize::from(v["reason"] != "unreachable");
             }
             None => unanswered += 1,
         }
     }
-    eprintln!("cut off: {answered_offline} answered offline, {unanswered} unanswered");
+    eprintln!(
+        "cut off: {unreachable} answered unreachable, then {answered_offline} offline after {:?}; {unanswered} unanswered",
+        start.elapsed()
+    );
+    let url = redis.url();
+    until("listed offline in Redis", STEP, || async {
+        !listed_online(&url, "alice").await
+    })
+    .await;
     // The cut-off gate's own clients go on with in-process modules.
     let r = bounded("echo", alice.request(1, "echo/x", b"alive")).await;
     assert_eq!(r.status, Status::Ok);

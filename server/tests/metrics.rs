@@ -99,6 +99,11 @@ async fn counters_after_a_known_sequence() {
     );
     assert_eq!(value(&text, r#"gatekit_gate_info{gate="gate-1"}"#), Some(1));
     assert_eq!(value(&text, "gatekit_nats_connected"), None, "no NATS");
+    assert_eq!(
+        value(&text, r#"gatekit_duplicate_logins_total{outcome="kicked"}"#),
+        Some(0)
+    );
+    assert_eq!(value(&text, "gatekit_groups"), Some(0));
 
     let mut clients = Vec::new();
     for _ in 0..3 {

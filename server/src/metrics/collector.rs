@@ -107,6 +107,21 @@ impl Collector for Sampled {
                 "kind",
                 &[("failed", failed), ("timed_out", timed_out)],
             )?;
+            let (kicked, refused) = gate.duplicate_logins();
+            counters(
+                &mut enc,
+                "duplicate_logins",
+                "Logins of a user online on another session ([store] duplicate_login): the older \
+                 session kicked, or the new one refused.",
+                "outcome",
+                &[("kicked", kicked), ("refused", refused)],
+            )?;
+            gauge(
+                &mut enc,
+                "groups",
+                "Groups with members on this gate.",
+                clamp(gate.group_count()),
+            )?;
             counters(
                 &mut enc,
                 "packets",

@@ -18,12 +18,30 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     bin: PathBuf,
+    /// A configuration file given with `-c`, if any.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts `nats-server` on a free loopback port. Err (with why) if it is not installed or
     /// does not come up within 5 s.
     pub fn start() -> Result<NatsServer, String> {
+        Self::start_configured(None)
+    }
+
+    /// Starts `nats-server` on a free loopback port with `conf` (the text of a configuration
+    /// file, e.g. `ping_interval: "500ms"`), written to a temporary file.
+    pub fn start_with_config(conf: &str) -> Result<NatsServer, String> {
+        let path = std::env::temp_dir().join(format!(
+            "gatekit-nats-{}-{}.conf",
+            std::process::id(),
+            free_port()?
+        ));
+        std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::start_configured(Some(path))
+    }
+
+    fn start_configured(config: Option<PathBuf>) -> Result<NatsServer, String> {
         let bin = find_binary()?;
         let mut last = String::new();
         // A port found free may be taken before the server binds it: a few tries.
@@ -33,6 +51,7 @@ impl NatsServer {
                 child: None,
                 port,
                 bin: bin.clone(),
+                config: config.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -48,6 +67,7 @@ impl NatsServer {
             child: None,
             port,
             bin: find_binary()?,
+            config: None,
         };
         server.spawn()?;
         Ok(server)
@@ -94,7 +114,11 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -132,6 +156,9 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(c) = &self.config {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }
 
