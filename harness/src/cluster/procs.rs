@@ -110,10 +110,12 @@ impl Proc {
         code
     }
 
+    /// SIGKILLs the process (before closing its standard input, which would start a graceful
+    /// shutdown: a killed gate must not say goodbye) and reaps it.
     pub(super) fn kill(&mut self) {
         if self.exit.is_none() {
-            self.stdin = None;
             let _ = self.child.kill();
+            self.stdin = None;
             let _ = self.child.wait();
             self.exit = Some(None);
         }
