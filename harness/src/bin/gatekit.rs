@@ -199,6 +199,16 @@ struct ClusterArgs {
     /// the check can fail).
     #[arg(long, hide = true)]
     offline_within: Option<Dur>,
+    /// Also measure the directory for this long: users.send throughput and latency at a fixed
+    /// concurrency, Redis commands per bind and at rest, Redis memory per online user.
+    #[arg(long)]
+    measure_push: Option<Dur>,
+    /// `users.send` requests in flight at once while measuring.
+    #[arg(long, default_value_t = 32)]
+    push_concurrency: usize,
+    /// Users connected at once to measure the cost of a bind.
+    #[arg(long, default_value_t = 100)]
+    bind_users: usize,
 }
 
 fn backend(args: BackendArgs) -> Result<ExitCode, String> {
@@ -231,6 +241,13 @@ fn cluster(args: ClusterArgs) -> Result<ExitCode, String> {
         users: args.users,
         pushes_per_user: args.pushes,
         pairs: args.pairs,
+        measure: args
+            .measure_push
+            .map(|d| gatekit_harness::cluster::measure::MeasureOptions {
+                duration: d.0,
+                concurrency: args.push_concurrency,
+                bind_users: args.bind_users,
+            }),
     };
     let report = gatekit_harness::cluster::run(&opts)?;
     println!("{report}");

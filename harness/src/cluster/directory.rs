@@ -7,6 +7,7 @@ use super::auth::{AuthCounts, AuthService};
 use super::config::StoreTimes;
 use super::duplicate_login::DuplicateLoginReport;
 use super::gate_kill::GateKillReport;
+use super::measure::{MeasureOptions, MeasureReport};
 use super::push_once::PushOnceReport;
 use super::user_client::UserClient;
 use super::users::{self, Redis};
@@ -40,6 +41,8 @@ pub struct DirectoryOptions {
     pub store: StoreTimes,
     /// The killed gate's users must be offline within this (the grace, unless a test says less).
     pub offline_within: Dur,
+    /// Measure the directory's costs after `push_once` (`--measure-push`).
+    pub measure: Option<MeasureOptions>,
 }
 
 /// What the phase works with.
@@ -140,6 +143,8 @@ pub struct DirectoryReport {
     pub auth: AuthCounts,
     /// Every push to an online user is delivered exactly once to its current session.
     pub push_once: Option<PushOnceReport>,
+    /// What the directory costs (`--measure-push`; measured, not checked).
+    pub measured: Option<MeasureReport>,
     /// After a duplicate login exactly one session remains.
     pub duplicate_login_check: Option<DuplicateLoginReport>,
     /// After a gate is killed, no user stays listed online past the grace.
@@ -159,6 +164,7 @@ pub async fn run(d: &Directory<'_>, kill: impl FnOnce(usize)) -> DirectoryReport
         duplicate_login: d.opts.policy.name(),
         auth: AuthCounts::default(),
         push_once: None,
+        measured: None,
         duplicate_login_check: None,
         gate_killed: None,
         problems: Vec::new(),
@@ -186,6 +192,9 @@ pub async fn run(d: &Directory<'_>, kill: impl FnOnce(usize)) -> DirectoryReport
         return report;
     }
     report.push_once = Some(super::push_once::run(d, &clients).await);
+    if let Some(m) = d.opts.measure {
+        report.measured = Some(super::measure::run(d, &clients, m).await);
+    }
     report.duplicate_login_check = Some(super::duplicate_login::run(d).await);
     let victim = n - 1;
     let (on_victim, others): (Vec<UserClient>, Vec<UserClient>) =
@@ -226,6 +235,9 @@ impl fmt::Display for DirectoryReport {
             self.auth.refused
         )?;
         if let Some(r) = &self.push_once {
+            write!(f, "{r}")?;
+        }
+        if let Some(r) = &self.measured {
             write!(f, "{r}")?;
         }
         if let Some(r) = &self.duplicate_login_check {

@@ -27,6 +27,7 @@ pub mod config;
 pub mod directory;
 pub mod duplicate_login;
 pub mod gate_kill;
+pub mod measure;
 mod procs;
 pub mod push_once;
 pub mod report;
@@ -84,6 +85,8 @@ pub struct ClusterOptions {
     pub pushes_per_user: usize,
     /// Users logged in twice at once.
     pub pairs: usize,
+    /// Measure the directory's costs (`--measure-push`).
+    pub measure: Option<measure::MeasureOptions>,
 }
 
 /// Runs the cluster and returns its report (`Err`: it could not be set up — nats-server missing,
@@ -329,6 +332,7 @@ pub fn run(opts: &ClusterOptions) -> Result<ClusterReport, String> {
                     policy: opts.duplicate_login,
                     store,
                     offline_within: opts.offline_within.unwrap_or(store.grace),
+                    measure: opts.measure,
                 },
             });
         match d {

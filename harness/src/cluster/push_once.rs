@@ -95,7 +95,7 @@ pub async fn run(d: &Directory<'_>, clients: &[UserClient]) -> PushOnceReport {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for c in clients {
-        let (pushes, _) = c.seen();
+        let pushes = c.pushes();
         let mut counts: HashMap<String, usize> = HashMap::new();
         for (b, _) in &pushes {
             let text = String::from_utf8_lossy(b).into_owned();

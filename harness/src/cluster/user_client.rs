@@ -208,10 +208,9 @@ impl UserClient {
         })
     }
 
-    /// The pushes so far and how the connection ended, if it did (a copy).
-    pub fn seen(&self) -> (Vec<(Bytes, Instant)>, Option<(Ended, Instant)>) {
-        let log = self.log.lock().expect("client log");
-        (log.pushes.clone(), log.ended.clone())
+    /// The pushes so far, each body with when it arrived (a copy).
+    pub fn pushes(&self) -> Vec<(Bytes, Instant)> {
+        self.log.lock().expect("client log").pushes.clone()
     }
 
     /// How many pushes it has received so far.

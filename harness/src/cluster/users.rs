@@ -111,6 +111,16 @@ impl Redis {
         Ok(v.get("gate").and_then(Value::as_str).map(str::to_owned))
     }
 
+    /// `INFO <section>`'s text.
+    pub async fn info(&self, section: &str) -> Result<String, String> {
+        let mut c = self.conn.clone();
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| format!("redis INFO {section}: {e}"))
+    }
+
     /// Whether the gate's liveness key `<prefix>:gate:<gate>` exists.
     pub async fn gate_alive(&self, gate: &str) -> Result<bool, String> {
         let key = format!("{PREFIX}:gate:{gate}");
