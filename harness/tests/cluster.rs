@@ -242,3 +242,43 @@ fn without_nats_server_the_cluster_says_so_and_exits_2() {
     assert!(out.stderr.contains("nats-server is needed"), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+#[test]
+fn measure_push_reports_throughput_latency_and_redis_costs() {
+    if !nats_here("measure_push_reports_throughput_latency_and_redis_costs") {
+        return;
+    }
+    let out = gatekit(
+        &[
+            "cluster",
+            "--clients",
+            "30",
+            "--duration",
+            "1s",
+            "--measure-push",
+            "1s",
+            "--bind-users",
+            "30",
+        ],
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let push = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  measured push   30 users, 32 in flight"))
+        .unwrap_or_else(|| panic!("no measured push line: {out:?}"));
+    assert!(
+        push.contains(" 0 duplicated; send → receipt ms p50 "),
+        "{push}"
+    );
+    let redis = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  measured redis  at rest "))
+        .unwrap_or_else(|| panic!("no measured redis line: {out:?}"));
+    // Every bind runs a script in Redis; at rest the gates beat their liveness keys (SET).
+    assert!(redis.contains("per bind (30 users at once)"), "{redis}");
+    assert!(redis.contains("evalsha "), "{redis}");
+    assert!(redis.contains("(set "), "{redis}");
+}

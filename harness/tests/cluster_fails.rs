@@ -1,6 +1,8 @@
 //! The directory invariants of `gatekit cluster` can fail: each is run against a real defect and
 //! must end the cluster `result        FAIL`, exit 1, with only that invariant failing.
 //!
+//! - `push_once`: with `--gate-fault drop-push=4` (feature `fault-injection`) every gate drops
+//!   every 4th push of a connection while reporting it queued; pushes are lost.
 //! - `duplicate_login`: with `--duplicate-login allow` the gates keep both sessions of a user
 //!   logged in twice; "exactly one session remains" is false.
 //! - `gate_killed`: with `--gate-ttl 3s --grace 3s` the dead gate's liveness key outlives a
@@ -65,6 +67,28 @@ fn assert_failed_only(out: &Out, failing: &str) {
     );
     // The runs themselves passed: it is the directory that failed.
     assert!(!out.stdout.contains("VIOLATED"), "{out:?}");
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_gate_that_drops_pushes_fails_the_push_once_invariant() {
+    if !peers_here("a_gate_that_drops_pushes_fails_the_push_once_invariant") {
+        return;
+    }
+    let out = cluster(&["--gate-fault", "drop-push=4"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let line = check_line(&out, "push_once");
+    assert!(line.contains("push_once        FAIL"), "{line}");
+    // Every user got 5 pushes beside the gates' ticks: at least one of each user's was dropped.
+    assert!(line.contains("0 duplicated"), "{line}");
+    let lost: usize = line
+        .split(" lost")
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the lost count");
+    assert!(lost > 0, "{line}");
+    assert!(out.stdout.contains(" never received push-"), "{out:?}");
 }
 
 #[test]

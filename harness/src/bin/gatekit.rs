@@ -209,6 +209,10 @@ struct ClusterArgs {
     /// Users connected at once to measure the cost of a bind.
     #[arg(long, default_value_t = 100)]
     bind_users: usize,
+    /// Defects injected into every gate's own code (`gatekit serve --inject-fault`, e.g.
+    /// `drop-push=4`; a build with the `fault-injection` feature), to show the checks fail.
+    #[arg(long, hide = true)]
+    gate_fault: Option<String>,
 }
 
 fn backend(args: BackendArgs) -> Result<ExitCode, String> {
@@ -248,6 +252,7 @@ fn cluster(args: ClusterArgs) -> Result<ExitCode, String> {
                 concurrency: args.push_concurrency,
                 bind_users: args.bind_users,
             }),
+        gate_fault: args.gate_fault,
     };
     let report = gatekit_harness::cluster::run(&opts)?;
     println!("{report}");

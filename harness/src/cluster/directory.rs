@@ -125,6 +125,64 @@ impl Directory<'_> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Sends one push (`<user>#after`) to each client's user through the directory and counts
+    /// the clients that received it exactly once within 2 s; what was wrong.
+    pub async fn push_to_current(&self, clients: &[&UserClient]) -> (usize, Vec<String>) {
+        let before: Vec<usize> = clients.iter().map(|c| c.push_count()).collect();
+        let body = |c: &UserClient| format!("{}#after", c.user);
+        let answers = join_all(clients.iter().map(|c| {
+            users::send(
+                &self.nats,
+                &c.user,
+                super::user_client::DIRECTORY_TOPIC,
+                body(c).into(),
+            )
+        }))
+        .await;
+        let mut problems = Vec::new();
+        for (c, a) in clients.iter().zip(answers) {
+            match a {
+                Ok(v)
+                    if v.get("ok") == Some(&serde_json::Value::Bool(true))
+                        && users::field(&v, "session_id") == c.session_id => {}
+                Ok(v) => problems.push(format!(
+                    "send to {} (session {}): answered {v}",
+                    c.user, c.session_id
+                )),
+                Err(e) => problems.push(e),
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        let arrived = |c: &UserClient, b: usize| {
+            c.pushes()[b..]
+                .iter()
+                .filter(|(p, _)| p[..] == *body(c).as_bytes())
+                .count()
+        };
+        while clients
+            .iter()
+            .zip(&before)
+            .any(|(c, &b)| arrived(c, b) == 0)
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut once = 0;
+        for (c, &b) in clients.iter().zip(&before) {
+            match arrived(c, b) {
+                1 => once += 1,
+                n => problems.push(format!(
+                    "{} (session {}) received {:?} {n} times",
+                    c.user,
+                    c.session_id,
+                    body(c)
+                )),
+            }
+        }
+        (once, problems)
+    }
 }
 
 /// Closes every client (CLOSE normal), at once.

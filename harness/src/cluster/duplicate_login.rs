@@ -37,6 +37,8 @@ pub struct DuplicateLoginReport {
     pub closed_as_expected: usize,
     /// Survivors that `users.is_online` lists online at their own gate and session.
     pub listed_at_survivor: usize,
+    /// Survivors that then received a push sent to their user exactly once.
+    pub pushed_to_survivor: usize,
     /// The invariant held.
     pub passed: bool,
     /// What was wrong (the first few).
@@ -141,8 +143,12 @@ pub async fn run(d: &Directory<'_>) -> DuplicateLoginReport {
             Err(e) => problems.push(e),
         }
     }
+    let (once, wrong) = d.push_to_current(&survivors).await;
+    r.pushed_to_survivor = once;
+    problems.extend(wrong);
     r.passed = problems.is_empty()
         && r.pairs > 0
+        && r.pushed_to_survivor == r.pairs
         && r.one_survivor == r.pairs
         && r.closed_as_expected == r.pairs
         && r.listed_at_survivor == r.pairs;
@@ -159,14 +165,15 @@ pub async fn run(d: &Directory<'_>) -> DuplicateLoginReport {
 impl fmt::Display for DuplicateLoginReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let summary = format!(
-            "{} users logged in twice at once on two gates (policy {}): {} with exactly one session left, {} both open, {} none open; {} closed with CLOSE kicked and the policy's reason; {} listed online at the survivor",
+            "{} users logged in twice at once on two gates (policy {}): {} with exactly one session left, {} both open, {} none open; {} closed with CLOSE kicked and the policy's reason; {} listed online at the survivor, {} got a push to the user there exactly once",
             self.pairs,
             self.policy,
             self.one_survivor,
             self.both_open,
             self.none_open,
             self.closed_as_expected,
-            self.listed_at_survivor
+            self.listed_at_survivor,
+            self.pushed_to_survivor
         );
         check_lines(f, "duplicate_login", self.passed, &summary, &self.problems)
     }

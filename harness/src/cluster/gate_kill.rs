@@ -48,6 +48,8 @@ pub struct GateKillReport {
     pub reconnected_to: String,
     /// Reconnected users listed online there.
     pub reconnected_online: usize,
+    /// Reconnected users that then received a push sent to them exactly once.
+    pub reconnected_pushed: usize,
     /// The invariant held.
     pub passed: bool,
     /// What was wrong (the first few).
@@ -212,6 +214,13 @@ pub async fn run(
             .into_iter()
             .map(|w| format!("after reconnecting: {w}")),
     );
+    let (once, wrong) = d.push_to_current(&refs).await;
+    r.reconnected_pushed = once;
+    problems.extend(
+        wrong
+            .into_iter()
+            .map(|w| format!("after reconnecting: {w}")),
+    );
     close_all(back).await;
     drop(clients);
 
@@ -221,7 +230,8 @@ pub async fn run(
         && r.dropped == r.users
         && r.offline_in_time == r.users
         && refused == r.users
-        && r.reconnected_online == r.users;
+        && r.reconnected_online == r.users
+        && r.reconnected_pushed == r.users;
     let more = problems.len().saturating_sub(MAX_LISTED);
     problems.truncate(MAX_LISTED);
     if more > 0 {
@@ -240,7 +250,7 @@ impl fmt::Display for GateKillReport {
             .map(|(k, v)| format!("{v} {k}"))
             .collect();
         let summary = format!(
-            "{} SIGKILLed with {} users: {} connections dropped; {} offline within {} ms (max since the kill: directory {}, store {}); sends refused: {}; {} reconnected to {} and listed online there",
+            "{} SIGKILLed with {} users: {} connections dropped; {} offline within {} ms (max since the kill: directory {}, store {}); sends refused: {}; {} reconnected to {} and listed online there, {} got a push there exactly once",
             self.gate,
             self.users,
             self.dropped,
@@ -250,7 +260,8 @@ impl fmt::Display for GateKillReport {
             ms(self.store_offline_ms),
             if refused.is_empty() { "none".to_owned() } else { refused.join(", ") },
             self.reconnected_online,
-            self.reconnected_to
+            self.reconnected_to,
+            self.reconnected_pushed
         );
         check_lines(f, "gate_killed", self.passed, &summary, &self.problems)
     }

@@ -87,6 +87,9 @@ pub struct ClusterOptions {
     pub pairs: usize,
     /// Measure the directory's costs (`--measure-push`).
     pub measure: Option<measure::MeasureOptions>,
+    /// Defects injected into every gate's own code (`gatekit serve --inject-fault`, a build with
+    /// the `fault-injection` feature), to show the checks can fail.
+    pub gate_fault: Option<String>,
 }
 
 /// Runs the cluster and returns its report (`Err`: it could not be set up — nats-server missing,
@@ -201,7 +204,7 @@ pub fn run(opts: &ClusterOptions) -> Result<ClusterReport, String> {
         .map_err(|e| format!("{}: {e}", config.display()))?;
     let ids: Vec<String> = (1..=opts.gates).map(|n| format!("gate-{n}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "serve".into(),
             "--json".into(),
             "--stdin-control".into(),
@@ -216,6 +219,9 @@ pub fn run(opts: &ClusterOptions) -> Result<ClusterReport, String> {
             "--status-every".into(),
             "1h".into(),
         ];
+        if let Some(f) = &opts.gate_fault {
+            args.extend(["--inject-fault".into(), f.clone()]);
+        }
         let p = Proc::start(&opts.exe, &args, Role::Gate, i, tx.clone())?;
         fleet.gates.push(p);
     }
