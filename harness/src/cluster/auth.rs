@@ -2,14 +2,14 @@
 //! (`<prefix>.rpc.auth.verify`, docs/CLUSTER.md "Authentication") from the cluster process.
 //!
 //! `[auth]` is one per gate, and the runs' clients (`gatekit run`) send the fixed tokens
-//! `client-<index>`, which the built-in HMAC check refuses. So the gates ask this service, which
+//! `client-<index>` (the native token, MQTT's password, pomelo's `user.token`), which the built-in HMAC check refuses. So the gates ask this service, which
 //! checks what the HMAC authenticator checks — [`HmacAuthenticator::verify`], the gate's own
 //! code, under a secret made for this cluster — and binds the token's user; a token that is
 //! exactly `client-<digits>` is welcomed without a user (as with `kind = "none"`, the runs'
 //! sessions stay unbound); anything else is refused (`Gatekit-Status: failed`, the reason).
 
 use futures_util::StreamExt;
-use gatekit_server::auth::HmacAuthenticator;
+use gatekit_server::auth::{token_of, HmacAuthenticator, PROTOCOL_HEADER};
 use gatekit_server::nats::headers;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +64,24 @@ pub fn is_run_token(token: &[u8]) -> bool {
         .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
+/// The token in a verify call's credentials, as the gate's own authenticators take it
+/// ([`gatekit_server::auth::token_of`]): native, the payload; MQTT, the password after the NUL;
+/// pomelo, `user.token`. Empty when there is none.
+fn token_in(msg: &async_nats::Message) -> bytes::Bytes {
+    let protocol = match headers::get(msg.headers.as_ref(), PROTOCOL_HEADER) {
+        Some("mqtt") => "mqtt",
+        Some("pomelo") => "pomelo",
+        _ => "native",
+    };
+    let credentials = gatekit_agent::Credentials {
+        protocol,
+        network: String::new(),
+        peer: String::new(),
+        credentials: msg.payload.clone(),
+    };
+    token_of(&credentials).unwrap_or_default()
+}
+
 impl AuthService {
     /// Subscribes to `<prefix>.rpc.auth.verify` (queue group `auth`) with a fresh random secret
     /// and returns once the NATS server has the subscription (a round trip).
@@ -84,8 +102,9 @@ impl AuthService {
         let (h, c) = (hmac.clone(), counters.clone());
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
+                let token = token_in(&msg);
                 let Some(reply) = msg.reply else { continue };
-                let token = &msg.payload[..];
+                let token = &token[..];
                 let sent = if is_run_token(token) {
                     c.anonymous.fetch_add(1, Ordering::Relaxed);
                     client.publish(reply, bytes::Bytes::new()).await

@@ -2,6 +2,7 @@
 //! file (loopback listener, every module over NATS, the Redis session store with short expiries,
 //! authentication over NATS, the duplicate-login policy).
 
+use crate::listen::WireProtocol;
 use crate::scenario::{self, Dur, Scenario};
 use gatekit_agent::DuplicateLogin;
 use serde::Serialize;
@@ -78,6 +79,17 @@ pub fn scenario_args(name: &str) -> Result<(Scenario, Vec<String>), String> {
     Ok((s, vec!["--file".into(), name.into()]))
 }
 
+/// The gates' listeners: the scenario's protocol over TCP (the runs'; the first, which `gatekit
+/// serve` reports as its address) and, if that is not native, a native one for the directory's
+/// clients.
+fn listeners(protocol: WireProtocol) -> String {
+    let mut l = vec![format!("\"{}+tcp://127.0.0.1:0\"", protocol.name())];
+    if protocol != WireProtocol::Native {
+        l.push("\"native+tcp://127.0.0.1:0\"".to_owned());
+    }
+    l.join(", ")
+}
+
 /// The gates' configuration file: loopback listener, `echo` and every other module over NATS,
 /// the scenario's gate limits, the Redis store, `[auth] kind = "nats"` (answered by the cluster
 /// process, [`super::auth`]).
@@ -87,7 +99,7 @@ pub fn gate_config(setup: &GateSetup<'_>, s: &Scenario) -> String {
     format!(
         r#"# Written by `gatekit cluster`.
 [gate]
-listen = ["{protocol}+tcp://127.0.0.1:0"]
+listen = [{listen}]
 shutdown_grace = "5s"
 
 [limits]
@@ -123,7 +135,7 @@ call = "auth/verify"
 [log]
 level = "warn"
 "#,
-        protocol = s.protocol.name(),
+        listen = listeners(s.protocol),
         heartbeat = g.heartbeat,
         idle = g.idle_timeout,
         handshake = g.handshake_timeout,

@@ -231,10 +231,15 @@ pub fn run(opts: &ClusterOptions) -> Result<ClusterReport, String> {
         s.listening.iter().all(|l| l.is_some()) || s.gate_ended.iter().any(|&e| e)
     });
     let mut endpoints = Vec::new();
+    let mut natives = Vec::new();
     for (i, l) in inbox.listening.iter().enumerate() {
         match l {
-            Some((addr, Some(control))) => endpoints.push((*addr, *control)),
-            Some((_, None)) => return Err(format!("{} has no control endpoint", ids[i])),
+            Some((addr, Some(control), Some(native))) => {
+                endpoints.push((*addr, *control));
+                natives.push(*native);
+            }
+            Some((_, None, _)) => return Err(format!("{} has no control endpoint", ids[i])),
+            Some((_, _, None)) => return Err(format!("{} has no native TCP listener", ids[i])),
             None => return Err(format!("{} did not start listening", ids[i])),
         }
     }
@@ -326,11 +331,7 @@ pub fn run(opts: &ClusterOptions) -> Result<ClusterReport, String> {
                 nats: client.clone(),
                 redis,
                 auth: &auth,
-                gates: ids
-                    .iter()
-                    .cloned()
-                    .zip(endpoints.iter().map(|e| e.0))
-                    .collect(),
+                gates: ids.iter().cloned().zip(natives.iter().copied()).collect(),
                 opts: directory::DirectoryOptions {
                     users: opts.users,
                     pushes_per_user: opts.pushes_per_user,

@@ -170,10 +170,16 @@ impl Drop for Fleet {
     }
 }
 
+/// Where a gate listens: its first listener (the runs'), its control endpoint, and its native TCP
+/// listener (the directory's), if any.
+pub(super) type Listening = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+
 /// The children's output lines, with what has been seen so far.
 pub(super) struct Inbox {
     pub(super) rx: mpsc::Receiver<Line>,
-    pub(super) listening: Vec<Option<(SocketAddr, Option<SocketAddr>)>>,
+    /// Per gate: its first listener's address, its control endpoint, its native TCP listener's
+    /// address (the directory's clients connect there).
+    pub(super) listening: Vec<Option<Listening>>,
     pub(super) gate_stopped: Vec<Option<GateStatus>>,
     pub(super) gate_ended: Vec<bool>,
     pub(super) ready: Vec<bool>,
@@ -202,8 +208,23 @@ impl Inbox {
 
     fn take(&mut self, line: Line) {
         match line {
-            Line::Gate(i, GateEvent::Listening { addr, control, .. }) => {
-                self.listening[i] = Some((addr, control))
+            Line::Gate(
+                i,
+                GateEvent::Listening {
+                    addr,
+                    control,
+                    listeners,
+                    ..
+                },
+            ) => {
+                let native = listeners
+                    .iter()
+                    .find(|l| {
+                        l.protocol == crate::listen::WireProtocol::Native
+                            && l.transport == crate::listen::TransportKind::Tcp
+                    })
+                    .map(|l| l.addr);
+                self.listening[i] = Some((addr, control, native))
             }
             Line::Gate(i, GateEvent::Stopped { status, .. }) => self.gate_stopped[i] = Some(status),
             Line::Gate(_, GateEvent::Status(_)) => {}

@@ -104,6 +104,13 @@ impl ClusterReport {
                 .push("a directory invariant failed (see above)".to_owned()),
             Some(_) => {}
         }
+        // Every client of the cluster has a valid token: a refusal is a defect.
+        if let Some(d) = self.directory.as_ref().filter(|d| d.auth.refused > 0) {
+            self.problems.push(format!(
+                "the login service refused {} tokens (every client's token is valid)",
+                d.auth.refused
+            ));
+        }
         self.passed = self.problems.is_empty();
     }
 }
