@@ -7,7 +7,8 @@
 //!   user, and Redis `used_memory` per online user.
 //! - Push throughput: `users.send` to the online push users, as fast as `concurrency` requests
 //!   in flight allow, for the measured duration; delivered pushes per second and the latency
-//!   from the request sent to the client's receipt (one process, one clock): p50, p99, max.
+//!   from the request sent to the client's receipt (one process, one clock): p50, p99, max;
+//!   and the Redis commands per `users.send` (the directory's lookup of the user).
 
 use super::directory::{close_all, Directory};
 use super::user_client::{UserClient, DIRECTORY_TOPIC};
@@ -70,6 +71,9 @@ pub struct MeasureReport {
     pub total_per_bind: f64,
     /// Redis `used_memory` growth per online user, bytes.
     pub memory_per_user: f64,
+    /// Redis commands per `users.send` (the directory looks the user up), by command, the idle
+    /// rate taken off.
+    pub commands_per_send: BTreeMap<String, f64>,
     /// What went wrong while measuring.
     pub problems: Vec<String>,
 }
@@ -133,7 +137,24 @@ pub async fn run(d: &Directory<'_>, clients: &[UserClient], m: MeasureOptions) -
     if let Err(e) = redis_costs(d, m, &mut r).await {
         r.problems.push(e);
     }
+    let before = info(&d.redis).await;
     pushes(d, clients, m, &mut r).await;
+    match (before, info(&d.redis).await) {
+        (Ok(a), Ok(b)) => {
+            let secs = (b.at - a.at).as_secs_f64();
+            let k = r.sent.max(1) as f64;
+            r.commands_per_send = deltas(&a, &b)
+                .0
+                .iter()
+                .map(|(c, v)| {
+                    let rest = r.idle_commands_per_s.get(c).copied().unwrap_or(0.0) * secs;
+                    (c.clone(), ((v - rest) / k).max(0.0))
+                })
+                .filter(|(_, v)| *v >= 0.005)
+                .collect();
+        }
+        (Err(e), _) | (_, Err(e)) => r.problems.push(e),
+    }
     r
 }
 
@@ -279,12 +300,13 @@ impl fmt::Display for MeasureReport {
         )?;
         writeln!(
             f,
-            "  measured redis  at rest {:.1} commands/s ({}); per bind ({} users at once) {:.2} commands ({}); used_memory {:.0} bytes per online user",
+            "  measured redis  at rest {:.1} commands/s ({}); per bind ({} users at once) {:.2} commands ({}); per users.send ({}); used_memory {:.0} bytes per online user",
             self.idle_total_per_s,
             per(&self.idle_commands_per_s),
             self.bind_users,
             self.total_per_bind,
             per(&self.commands_per_bind),
+            per(&self.commands_per_send),
             self.memory_per_user
         )?;
         for p in &self.problems {
