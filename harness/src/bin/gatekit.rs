@@ -157,8 +157,8 @@ struct ClusterArgs {
     /// How long the clients send.
     #[arg(long, default_value = "5s")]
     duration: Dur,
-    /// Gate processes.
-    #[arg(long, default_value_t = 2)]
+    /// Gate processes (at least 2; the last is SIGKILLed by the directory phase).
+    #[arg(long, default_value_t = 3)]
     gates: usize,
     /// Back-end processes (one NATS queue group).
     #[arg(long, default_value_t = 2)]
@@ -176,6 +176,43 @@ struct ClusterArgs {
     /// Make the back ends answer every Nth request wrongly (to show the cluster can fail).
     #[arg(long, hide = true)]
     corrupt_every: Option<u64>,
+    /// The gates' duplicate-login policy: kick, refuse or allow (allow fails the
+    /// duplicate_login invariant, by design).
+    #[arg(long, default_value = "kick")]
+    duplicate_login: gatekit_agent::DuplicateLogin,
+    /// The gates' `[store] grace`: a killed gate's users must be offline within it.
+    #[arg(long, default_value = "4s")]
+    grace: Dur,
+    /// The gates' `[store] gate_ttl` (at most the grace).
+    #[arg(long, default_value = "1s")]
+    gate_ttl: Dur,
+    /// Users connected for the directory's pushes, round-robin over the gates.
+    #[arg(long, default_value_t = 30)]
+    users: usize,
+    /// `users.send` per user.
+    #[arg(long, default_value_t = 5)]
+    pushes: usize,
+    /// Users logged in twice at once, on two gates.
+    #[arg(long, default_value_t = 10)]
+    pairs: usize,
+    /// Require the killed gate's users offline within this instead of the grace (for tests that
+    /// the check can fail).
+    #[arg(long, hide = true)]
+    offline_within: Option<Dur>,
+    /// Also measure the directory for this long: users.send throughput and latency at a fixed
+    /// concurrency, Redis commands per bind and at rest, Redis memory per online user.
+    #[arg(long)]
+    measure_push: Option<Dur>,
+    /// `users.send` requests in flight at once while measuring.
+    #[arg(long, default_value_t = 32)]
+    push_concurrency: usize,
+    /// Users connected at once to measure the cost of a bind.
+    #[arg(long, default_value_t = 100)]
+    bind_users: usize,
+    /// Defects injected into every gate's own code (`gatekit serve --inject-fault`, e.g.
+    /// `drop-push=4`; a build with the `fault-injection` feature), to show the checks fail.
+    #[arg(long, hide = true)]
+    gate_fault: Option<String>,
 }
 
 fn backend(args: BackendArgs) -> Result<ExitCode, String> {
@@ -201,6 +238,21 @@ fn cluster(args: ClusterArgs) -> Result<ExitCode, String> {
         scenario: args.scenario,
         latency: args.latency.0,
         corrupt_every: args.corrupt_every,
+        duplicate_login: args.duplicate_login,
+        grace: args.grace,
+        gate_ttl: args.gate_ttl,
+        offline_within: args.offline_within,
+        users: args.users,
+        pushes_per_user: args.pushes,
+        pairs: args.pairs,
+        measure: args
+            .measure_push
+            .map(|d| gatekit_harness::cluster::measure::MeasureOptions {
+                duration: d.0,
+                concurrency: args.push_concurrency,
+                bind_users: args.bind_users,
+            }),
+        gate_fault: args.gate_fault,
     };
     let report = gatekit_harness::cluster::run(&opts)?;
     println!("{report}");
