@@ -789,18 +789,22 @@ impl Gate {
         self.shared.groups.members(group)
     }
 
-    /// Has every session bound to a user stored again (the store lost them: Redis restarted);
-    /// returns how many sessions were asked.
-    pub fn store_sessions_again(&self) -> usize {
-        let handles: Vec<AgentHandle> = self
-            .shared
+    /// Every session's handle, copied out of the registry (so no lock is held while they are
+    /// commanded).
+    fn handles(&self) -> Vec<AgentHandle> {
+        self.shared
             .sessions
             .lock()
             .expect("sessions lock")
             .values()
             .cloned()
-            .collect();
-        handles
+            .collect()
+    }
+
+    /// Has every session bound to a user stored again (the store lost them: Redis restarted);
+    /// returns how many sessions were asked.
+    pub fn store_sessions_again(&self) -> usize {
+        self.handles()
             .iter()
             .filter(|h| h.session().is_some_and(|s| s.is_bound()))
             .filter(|h| h.command(Command::StoreAgain).is_ok())
@@ -835,15 +839,7 @@ impl Gate {
     /// Pushes a message to every session; returns how many accepted it.
     pub fn broadcast(&self, topic: Topic, body: impl Into<Bytes>) -> usize {
         let body = body.into();
-        let handles: Vec<AgentHandle> = self
-            .shared
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .cloned()
-            .collect();
-        handles
+        self.handles()
             .iter()
             .filter(|h| h.push(topic.clone(), body.clone()).is_ok())
             .count()

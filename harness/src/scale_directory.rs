@@ -6,10 +6,9 @@
 //! the commands it ran per bind and per storage heartbeat.
 
 use serde::Serialize;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 /// The shared secret of the run's HMAC logins.
 pub const SECRET: &str = "gatekit scale --directory secret";
@@ -56,34 +55,17 @@ pub struct RedisProcess {
 impl RedisProcess {
     /// Starts `redis-server` on a free loopback port, no persistence. Err names what is missing.
     pub fn start() -> Result<RedisProcess, String> {
-        let bin = find("redis-server").ok_or(
-            "scale --directory needs redis-server (Debian package redis-server), not found in PATH, /usr/bin or /usr/sbin",
+        let bin = crate::cluster::procs::find_redis_server()
+            .map_err(|e| format!("scale --directory: {e}"))?;
+        let (child, port) = crate::cluster::procs::start_listening(
+            &bin,
+            "redis-server",
+            crate::cluster::procs::redis_args,
         )?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--maxclients", "1000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let mut p = RedisProcess {
             child,
             url: format!("redis://127.0.0.1:{port}"),
         };
-        let until = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > until || p.child.try_wait().ok().flatten().is_some() {
-                return Err(format!(
-                    "redis-server did not listen on port {port} within 5 s"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         // Answering, not only listening.
         p.info()?;
         Ok(p)
@@ -176,11 +158,3 @@ secret = "{SECRET}"
 
 /// The liveness beat interval of [`gate_config`]'s `gate_ttl` (30 s / 3).
 pub const BEAT_EVERY: Duration = Duration::from_secs(10);
-
-fn find(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
-}

@@ -28,7 +28,7 @@ pub mod directory;
 pub mod duplicate_login;
 pub mod gate_kill;
 pub mod measure;
-mod procs;
+pub(crate) mod procs;
 pub mod push_once;
 pub mod report;
 pub mod user_client;

@@ -268,30 +268,33 @@ pub(super) fn start_nats(bin: &Path, fleet: &mut Fleet) -> Result<String, String
 
 /// Starts `redis-server` on a free loopback port, without persistence; its URL.
 pub(super) fn start_redis(bin: &Path, fleet: &mut Fleet) -> Result<String, String> {
-    let child = start_listening(bin, "redis-server", |port| {
-        [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    })?;
+    let child = start_listening(bin, "redis-server", redis_args)?;
     let url = format!("redis://127.0.0.1:{}", child.1);
     fleet.redis = Some(child.0);
     Ok(url)
 }
 
+/// The arguments of a `redis-server` on loopback `port`, without persistence, in the foreground.
+pub(crate) fn redis_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Starts `bin` with `args(port)` on a free loopback port and waits (5 s at most) until the port
 /// accepts; the child and its port.
-fn start_listening(
+pub(crate) fn start_listening(
     bin: &Path,
     name: &str,
     args: impl Fn(u16) -> Vec<String>,
