@@ -20,7 +20,7 @@
 //!
 //! The result is PASS only if every run passed, every directory invariant held, and every gate
 //! (but the one killed) and back end exited 0. Everything is bounded by one deadline (duration +
-//! 60 s); every child is killed if anything fails or panics (the [`procs`] fleet's `Drop`).
+//! 60 s); every child is killed if anything fails or panics (the process fleet's `Drop`).
 
 pub mod auth;
 pub mod config;

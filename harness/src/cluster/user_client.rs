@@ -59,7 +59,7 @@ pub enum ConnectError {
         /// What happened.
         what: String,
     },
-    /// No WELCOME within [`HANDSHAKE_WITHIN`].
+    /// No WELCOME within 5 s.
     #[error("user {user}: no WELCOME from {addr} within {HANDSHAKE_WITHIN:?}")]
     Timeout {
         /// The user.
