@@ -307,7 +307,7 @@ async fn broadcast_counts_deliveries() {
     let (mut a, _) = client(addr).await;
     let (mut b, _) = client(addr).await;
     let v = rpc(&nc, "broadcast", &[("Gatekit-Topic", "news")], b"all").await;
-    assert_eq!(v, json!({"ok": true, "delivered": 2}));
+    assert_eq!(v, json!({"ok": true, "gate": GATE_ID, "delivered": 2}));
     for c in [&mut a, &mut b] {
         match bounded("push", c.recv()).await {
             Some(Packet::Push(p)) => assert_eq!((p.topic(), p.body()), ("news", &b"all"[..])),
