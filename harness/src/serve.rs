@@ -251,7 +251,7 @@ pub async fn serve(
     let buffer_bound = config
         .agent_config()
         .buffer_bound(gatekit_agent::driver::READ_SIZE);
-    let running = gatekit_server::Server::with_extras(config, extras)
+    let mut running = gatekit_server::Server::with_extras(config, extras)
         .start()
         .await?;
     let gate = running.gate().clone();
@@ -312,24 +312,26 @@ pub async fn serve(
         }
     };
     tokio::pin!(stdin);
-    let terminate = terminate_signal();
-    tokio::pin!(terminate);
-    loop {
-        tokio::select! {
-            _ = &mut end => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = &mut terminate => break,
-            _ = &mut stdin => break,
-            _ = tick.tick() => report(&GateEvent::Status(status(&gate, tally))),
-            _ = watch.tick() => {
-                let out_of_files = gate.accept_errors().1;
-                if out_of_files > reported_out_of_files && !limit_reported {
-                    eprintln!("gatekit serve: {}; new connections wait in the listen queue", procfs::out_of_files_message(gate.connection_count()));
-                    limit_reported = true;
-                } else if out_of_files == reported_out_of_files {
-                    limit_reported = false;
+    {
+        // SIGTERM and SIGINT, caught since before the Listening line (the server installs them).
+        let signalled = running.signalled();
+        tokio::pin!(signalled);
+        loop {
+            tokio::select! {
+                _ = &mut end => break,
+                _ = &mut signalled => break,
+                _ = &mut stdin => break,
+                _ = tick.tick() => report(&GateEvent::Status(status(&gate, tally))),
+                _ = watch.tick() => {
+                    let out_of_files = gate.accept_errors().1;
+                    if out_of_files > reported_out_of_files && !limit_reported {
+                        eprintln!("gatekit serve: {}; new connections wait in the listen queue", procfs::out_of_files_message(gate.connection_count()));
+                        limit_reported = true;
+                    } else if out_of_files == reported_out_of_files {
+                        limit_reported = false;
+                    }
+                    reported_out_of_files = out_of_files;
                 }
-                reported_out_of_files = out_of_files;
             }
         }
     }
@@ -346,17 +348,6 @@ pub async fn serve(
         aborted: r.aborted,
     });
     Ok(())
-}
-
-/// SIGTERM (never, where there is no such signal).
-async fn terminate_signal() {
-    #[cfg(unix)]
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        term.recv().await;
-        return;
-    }
-    std::future::pending::<()>().await
 }
 
 /// Broadcasts numbered pushes ([`crate::client::push_body`]) at `rate` per second, noting each

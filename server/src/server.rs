@@ -271,6 +271,10 @@ impl Server {
                 Some(t) => gate.serve_over(socket, t, protocol.factory()),
             })
             .collect();
+        // Before anyone can see "listening": a SIGTERM from then on is a graceful shutdown, not
+        // the default action (a test or a supervisor may send it as soon as it reads the line).
+        #[cfg(unix)]
+        let signals = Signals::install();
         for l in &bound {
             tracing::info!(listener = %l, gate = %gate_id, "listening");
         }
@@ -284,6 +288,8 @@ impl Server {
             metrics,
             nats,
             redis,
+            #[cfg(unix)]
+            signals,
             config,
             accepts,
             tasks,
@@ -299,6 +305,9 @@ pub struct Running {
     metrics: Option<Arc<Metrics>>,
     nats: Option<async_nats::Client>,
     redis: Option<crate::store::redis::RedisStore>,
+    /// SIGTERM and SIGINT, caught from before the first "listening" line.
+    #[cfg(unix)]
+    signals: Option<Signals>,
     config: ServerConfig,
     accepts: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -335,34 +344,33 @@ impl Running {
         &self.config
     }
 
+    /// Returns at the first SIGTERM or SIGINT (its name) since [`Server::start`] logged its
+    /// listeners: the handlers are installed before that line, so a signal sent on reading it
+    /// is a graceful shutdown, not the process's death.
+    pub async fn signalled(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            if self.signals.is_none() {
+                self.signals = Signals::install();
+            }
+            if let Some(Signals { term, int }) = self.signals.as_mut() {
+                return tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+
     /// Runs until SIGTERM or SIGINT (or `stop` resolves), then shuts down gracefully.
     pub async fn run_until_signal(
-        self,
+        mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> ShutdownReport {
-        let signal = async {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{signal, SignalKind};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut term) => {
-                        tokio::select! {
-                            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        };
         tokio::select! {
-            _ = signal => {}
+            which = self.signalled() => tracing::info!("{which}: shutting down"),
             _ = stop => {}
         }
         self.shutdown().await
@@ -394,6 +402,28 @@ impl Running {
             "shut down"
         );
         report
+    }
+}
+
+/// SIGTERM and SIGINT streams: once made, the process no longer dies of either; each is seen by
+/// the next `recv`.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(Signals { term, int }),
+            _ => None,
+        }
     }
 }
 
