@@ -556,10 +556,7 @@ pub fn run_once(
                 ));
             }
         };
-        let secs = started.elapsed().as_secs_f64();
-        let liveness = 2.0
-            * opts.gates as f64
-            * (secs / crate::scale_directory::BEAT_EVERY.as_secs_f64()).ceil();
+        let liveness = crate::scale_directory::liveness_calls(opts.gates, started.elapsed());
         let users = connections as u64;
         let heartbeats: u64 = inbox.gate_status.iter().map(|g| g.heartbeats).sum();
         let calls = (bound.script_calls() - before.script_calls()) as f64;
@@ -593,10 +590,7 @@ pub fn run_once(
         inbox.drain_for(Duration::from_millis(250), &mut fleet)?;
         let end = r.info()?;
         let beats = inbox.gate_status.iter().map(|g| g.heartbeats).sum::<u64>() - beats_before;
-        let liveness = 2.0
-            * opts.gates as f64
-            * (at.elapsed().as_secs_f64() / crate::scale_directory::BEAT_EVERY.as_secs_f64())
-                .ceil();
+        let liveness = crate::scale_directory::liveness_calls(opts.gates, at.elapsed());
         d.heartbeats = beats;
         d.store_errors_held = inbox.gate_status.iter().map(|g| g.store_errors).sum();
         d.liveness_calls += liveness;

@@ -158,3 +158,9 @@ secret = "{SECRET}"
 
 /// The liveness beat interval of [`gate_config`]'s `gate_ttl` (30 s / 3).
 pub const BEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The script calls `gates` gates make for their liveness over `elapsed` (an estimate: a beat
+/// and a reap per gate per started [`BEAT_EVERY`]).
+pub fn liveness_calls(gates: usize, elapsed: Duration) -> f64 {
+    2.0 * gates as f64 * (elapsed.as_secs_f64() / BEAT_EVERY.as_secs_f64()).ceil()
+}
