@@ -22,6 +22,18 @@ pub async fn op(
     extra: &[(&'static str, &str)],
     payload: Bytes,
 ) -> Result<Value, String> {
+    op_within(nats, op, user, extra, payload, REQUEST_WITHIN).await
+}
+
+/// [`op`], waiting at most `within` for the answer.
+pub async fn op_within(
+    nats: &async_nats::Client,
+    op: &str,
+    user: &str,
+    extra: &[(&'static str, &str)],
+    payload: Bytes,
+    within: Duration,
+) -> Result<Value, String> {
     let subject = format!("{PREFIX}.users.{op}");
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::USER, user);
@@ -31,10 +43,10 @@ pub async fn op(
     let request = async_nats::Request::new()
         .payload(payload)
         .headers(h)
-        .timeout(Some(REQUEST_WITHIN));
-    let reply = tokio::time::timeout(REQUEST_WITHIN, nats.send_request(subject.clone(), request))
+        .timeout(Some(within));
+    let reply = tokio::time::timeout(within, nats.send_request(subject.clone(), request))
         .await
-        .map_err(|_| format!("{subject} for {user:?}: no answer within {REQUEST_WITHIN:?}"))?
+        .map_err(|_| format!("{subject} for {user:?}: no answer within {within:?}"))?
         .map_err(|e| format!("{subject} for {user:?}: {e}"))?;
     serde_json::from_slice(&reply.payload).map_err(|e| {
         format!(
